@@ -1,0 +1,135 @@
+"""Start lab processes in the background and stop them by their PID only.
+
+Every process the lab starts gets a PID file in its service folder; ``stop``
+signals only PIDs found there (and checks that the PID is still the command we
+started), so nothing else on the machine is ever touched.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from selfheal_lab import state
+
+
+def pid_file(service, name):
+    return state.service_dir(service) / f"{name}.pid"
+
+
+def log_file(service, name):
+    return state.service_dir(service) / f"{name}.log"
+
+
+def start(service, name, argv, env=None, cwd=None):
+    """Start ``argv`` detached, logging to the service folder.
+
+    :returns: the PID.
+    """
+    log = open(log_file(service, name), "ab")
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=full_env, cwd=cwd, start_new_session=True)
+    pid_file(service, name).write_text(f"{proc.pid}\n{_cmdline(proc.pid)}")
+    return proc.pid
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def running_pid(service, name):
+    """Return the PID of a lab process that is still alive, else None."""
+    path = pid_file(service, name)
+    try:
+        pid_text, _, cmdline = path.read_text().partition("\n")
+        pid = int(pid_text)
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    # A recycled PID belongs to some other program: never treat it as ours.
+    if cmdline and _cmdline(pid) and _cmdline(pid) != cmdline:
+        return None
+    return pid
+
+
+def stop(service, name, grace=10.0):
+    """Stop a lab process (and its process group) by PID: TERM, then KILL.
+
+    :returns: True if something was running.
+    """
+    pid = running_pid(service, name)
+    pid_file(service, name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return True
+            time.sleep(0.1)
+    return True
+
+
+def _alive(pid):
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ")[-1][0] != "Z"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port, host="127.0.0.1"):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_http(url, timeout, pid=None, headers=None):
+    """Wait until ``url`` answers (any HTTP status below 500).
+
+    :raises RuntimeError: on timeout, or when ``pid`` died meanwhile.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid is not None and not _alive(pid):
+            raise RuntimeError(f"process {pid} exited while waiting for {url}")
+        try:
+            req = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=2):
+                return
+        except urllib.error.HTTPError as e:
+            if e.code < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
