@@ -1,0 +1,228 @@
+"""Fence a failed compute host, and put it back after repair.
+
+Fencing means Nova will never schedule to the host again and accepts
+evacuations from it: the nova-compute service is **forced down first, then
+disabled** (disabling a service Nova still counts as up makes the API call the
+dead host over RPC and hang). The disabled reason carries a marker saying who
+fenced the host and when (:mod:`selfheal_actions.markers`).
+"""
+
+from selfheal_actions import clients
+from selfheal_actions import compute
+from selfheal_actions import inputs
+from selfheal_actions import markers
+from selfheal_actions import timeutil
+from selfheal_actions.results import ActionFailure
+from selfheal_actions.results import SelfhealAction
+from selfheal_actions.results import change
+
+
+def down_ratio_after_fencing(services, host):
+    """Share of compute services that are down once ``host`` is down too."""
+    down = {s["host"] for s in services if s["state"] == "down" or s.get("forced_down")}
+    down.add(host)
+    return len(down) / max(len(services), 1)
+
+
+def fencing_steps(service, services, max_down_ratio, host_powered_off=False, force=False):
+    """Decide what fencing ``service`` takes, or refuse.
+
+    :param service: the failed host's nova-compute service dict.
+    :param services: every nova-compute service dict.
+    :param max_down_ratio: refuse above this share of down services.
+    :param host_powered_off: the node was powered off out of band (a
+        fencing hook ran), so an ``up`` service is safe to force down.
+    :param force: fence a host under planned maintenance anyway.
+    :returns: ``["force_down", "disable"]`` or a part of it ([] when fenced).
+    :raises ActionFailure: ``host_in_maintenance``, ``too_many_hosts_down``,
+        ``host_still_up``.
+    """
+    host = service["host"]
+    if markers.kind_of(service.get("disabled_reason")) == markers.MAINTENANCE and not force:
+        raise ActionFailure(
+            "host_in_maintenance",
+            f"host '{host}' is under planned maintenance ({service['disabled_reason']}); "
+            "its instances are moved by the maintenance flow. Pass force=true only if the "
+            "host really failed during the maintenance.", host=host)
+    ratio = down_ratio_after_fencing(services, host)
+    if ratio > max_down_ratio:
+        down = sorted({s["host"] for s in services if s["state"] == "down"} | {host})
+        raise ActionFailure(
+            "too_many_hosts_down",
+            f"{len(down)} of {len(services)} compute hosts would be down ({ratio:.0%} > "
+            f"{max_down_ratio:.0%}): that looks like a network partition or a control-plane "
+            "fault, not a host failure, so nothing was fenced or evacuated. Check the "
+            "control plane; raise max_down_ratio only if the failures are real.",
+            down_hosts=down, ratio=round(ratio, 3))
+    steps = []
+    if not service.get("forced_down"):
+        if service["state"] == "up" and not host_powered_off:
+            raise ActionFailure(
+                "host_still_up",
+                f"Nova still sees nova-compute on '{host}' as up, so its instances may still "
+                "be running: evacuating now could run each one twice on shared storage. "
+                "Wait until Nova reports it down, or power the node off (a fencing "
+                "workflow) and pass host_powered_off=true.", host=host)
+        steps.append("force_down")
+    if service["status"] != "disabled" or markers.kind_of(
+            service.get("disabled_reason")) not in (markers.FENCED, markers.MAINTENANCE):
+        steps.append("disable")
+    return steps
+
+
+class FenceHostAction(SelfhealAction):
+    """Fence a failed compute host: force its nova-compute down, then disable it.
+
+    Refuses (and changes nothing) when the service still reports up (unless
+    ``host_powered_off``), when more than ``max_down_ratio`` of compute hosts
+    would be down, or when the host is under planned maintenance (unless
+    ``force``). Running it on a fenced host changes nothing.
+
+    :param host: nova-compute service host name (string, required).
+    :param reason: why the host is fenced, written in the disabled reason.
+    :param max_down_ratio: refuse when more than this share (0-1) of compute
+        services would be down; default 0.5.
+    :param host_powered_off: true when the node was powered off out of band.
+    :param force: fence even a host under planned maintenance.
+    :param dry_run: report what would change, change nothing.
+    :param microversion: compute API microversion; empty negotiates.
+    :returns: ``host``, ``service_id``, ``fenced`` (true when the host is
+        fenced after the call), ``marker``, ``changes``. Error reasons:
+        ``invalid_input``, ``host_not_found``, ``host_still_up``,
+        ``too_many_hosts_down``, ``host_in_maintenance``,
+        ``configuration_error``, ``service_unreachable``,
+        ``unsupported_microversion``.
+    """
+
+    action_name = "selfheal.fence_host"
+
+    def __init__(self, host, reason="host failure", max_down_ratio=0.5, host_powered_off=False,
+                 force=False, dry_run=False, microversion=None):
+        self.host = host
+        self.reason = reason
+        self.max_down_ratio = max_down_ratio
+        self.host_powered_off = host_powered_off
+        self.force = force
+        self.dry_run = dry_run
+        self.microversion = microversion
+
+    def execute(self, context):
+        host = inputs.text("host", self.host)
+        reason = inputs.text("reason", self.reason, required=False) or "host failure"
+        max_down_ratio = inputs.number("max_down_ratio", self.max_down_ratio, 0, 1)
+        powered_off = inputs.boolean("host_powered_off", self.host_powered_off)
+        force = inputs.boolean("force", self.force)
+        dry_run = inputs.boolean("dry_run", self.dry_run)
+        version = inputs.microversion("microversion", self.microversion)
+
+        nova = compute.NovaApi(clients.nova(context, version))
+        services = nova.compute_services()
+        service = compute.find_service(services, host)
+        steps = fencing_steps(service, services, max_down_ratio, powered_off, force)
+
+        marker = markers.make(markers.FENCED, _execution_id(context), reason)
+        changes = []
+        resource = f"nova-compute service on {host}"
+        for step in steps:
+            if step == "force_down":
+                if not dry_run:
+                    nova.force_down(service["id"])
+                changes.append(change(resource, "forced_down"))
+            else:
+                if not dry_run:
+                    nova.disable(service["id"], marker)
+                changes.append(change(resource, "disabled", disabled_reason=marker))
+        return {"host": host, "service_id": service["id"], "fenced": not dry_run or not steps,
+                "marker": marker if "disable" in steps else service.get("disabled_reason"),
+                "changes": changes}
+
+
+class EnableHostAction(SelfhealAction):
+    """Put a repaired, fenced host back: lift forced-down, then enable it.
+
+    Only when the host reports in again: its nova-compute service must have
+    sent a heartbeat within ``max_heartbeat_age`` seconds (a forced-down
+    service keeps heart-beating once its node is back). Refuses a service
+    disabled by someone else or for planned maintenance unless ``force``.
+    Running it on an enabled host changes nothing.
+
+    :param host: nova-compute service host name (string, required).
+    :param max_heartbeat_age: seconds; default 60.
+    :param force: enable even a service disabled by someone else.
+    :param dry_run: report what would change, change nothing.
+    :param microversion: compute API microversion; empty negotiates.
+    :returns: ``host``, ``service_id``, ``enabled``, ``heartbeat_age``,
+        ``changes``. Error reasons: ``invalid_input``, ``host_not_found``,
+        ``host_not_reporting``, ``disabled_by_someone_else``,
+        ``host_in_maintenance``, plus the client errors of fence_host.
+    """
+
+    action_name = "selfheal.enable_host"
+
+    def __init__(self, host, max_heartbeat_age=60, force=False, dry_run=False,
+                 microversion=None):
+        self.host = host
+        self.max_heartbeat_age = max_heartbeat_age
+        self.force = force
+        self.dry_run = dry_run
+        self.microversion = microversion
+
+    def execute(self, context):
+        host = inputs.text("host", self.host)
+        max_age = inputs.number("max_heartbeat_age", self.max_heartbeat_age, 1)
+        force = inputs.boolean("force", self.force)
+        dry_run = inputs.boolean("dry_run", self.dry_run)
+        version = inputs.microversion("microversion", self.microversion)
+
+        nova = compute.NovaApi(clients.nova(context, version))
+        service = compute.find_service(nova.compute_services(), host)
+        forced, disabled = bool(service.get("forced_down")), service["status"] == "disabled"
+        if not forced and not disabled:
+            return {"host": host, "service_id": service["id"], "enabled": True,
+                    "heartbeat_age": None, "changes": []}
+        kind = markers.kind_of(service.get("disabled_reason")) if disabled else markers.FENCED
+        if kind == markers.MAINTENANCE and not force:
+            raise ActionFailure(
+                "host_in_maintenance",
+                f"host '{host}' is under planned maintenance; finish it with the "
+                "selfheal.maintenance.finish_maintenance workflow.", host=host)
+        if kind != markers.FENCED and not force:
+            raise ActionFailure(
+                "disabled_by_someone_else",
+                f"host '{host}' was disabled by someone else (reason: "
+                f"{service.get('disabled_reason')!r}); selfheal leaves it alone. Pass "
+                "force=true to enable it anyway.", host=host)
+        age = heartbeat_age(service)
+        if age is None or age > max_age:
+            seen = "never" if age is None else f"{age:.0f} s ago"
+            raise ActionFailure(
+                "host_not_reporting",
+                f"nova-compute on '{host}' last reported {seen} (limit {max_age:.0f} s): the "
+                "host is not healthy yet, so it stays fenced. Repair it, check that "
+                "nova-compute runs, then try again.", host=host, heartbeat_age=age)
+        changes = []
+        resource = f"nova-compute service on {host}"
+        if forced:
+            if not dry_run:
+                nova.force_down(service["id"], False)
+            changes.append(change(resource, "forced_down_lifted"))
+        if disabled:
+            if not dry_run:
+                nova.enable(service["id"])
+            changes.append(change(resource, "enabled"))
+        return {"host": host, "service_id": service["id"], "enabled": not dry_run,
+                "heartbeat_age": round(age, 1), "changes": changes}
+
+
+def heartbeat_age(service, now=None):
+    """Seconds since the service's last heartbeat (``updated_at``), or None."""
+    updated = timeutil.parse_time(service.get("updated_at"))
+    if updated is None:
+        return None
+    now = now or timeutil.utcnow()
+    return max((now - updated).total_seconds(), 0.0)
+
+
+def _execution_id(context):
+    execution = getattr(context, "execution", None)
+    return getattr(execution, "workflow_execution_id", None) or "manual"

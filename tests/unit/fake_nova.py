@@ -1,0 +1,148 @@
+"""An in-memory stand-in for :class:`selfheal_actions.compute.NovaApi`.
+
+It keeps services, servers and migrations as plain dicts and moves each
+requested evacuation one step per poll (accepted -> done), the way Nova's
+migration records change, so the runner's logic is exercised step by step.
+It is a fake for logic and edge cases; the functional tests use real Nova.
+"""
+
+import itertools
+
+from novaclient import exceptions as nova_exc
+
+from selfheal_actions import timeutil
+
+
+def server(uuid, name=None, host="failed-1", vm_state="active", task_state=None,
+           metadata=None, locked=False, flavor="m1.small", image="img-1"):
+    return {"id": uuid, "name": name or uuid, "OS-EXT-SRV-ATTR:host": host,
+            "OS-EXT-STS:vm_state": vm_state, "OS-EXT-STS:task_state": task_state,
+            "metadata": metadata or {}, "locked": locked,
+            "flavor": {"original_name": flavor}, "image": {"id": image}}
+
+
+def service(host, state="up", status="enabled", forced_down=False, reason=None, sid=None):
+    return {"id": sid or f"svc-{host}", "host": host, "state": state, "status": status,
+            "forced_down": forced_down, "disabled_reason": reason,
+            "updated_at": timeutil.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f")}
+
+
+class FakeNova:
+    def __init__(self, servers=(), services=(), stops_evacuated=True, steps_to_finish=1):
+        self.servers = {s["id"]: s for s in servers}
+        self.services = list(services)
+        self.migrations = []
+        self.stops_evacuated_servers = stops_evacuated
+        self.microversion = "2.96" if stops_evacuated else "2.60"
+        self.steps_to_finish = steps_to_finish
+        self.failures = {}  # destination host -> failures left
+        self.calls = []
+        self.ids = itertools.count(1)
+
+    def fail_next(self, dest, count):
+        self.failures[dest] = count
+
+    def _service(self, host):
+        return next(s for s in self.services if s["host"] == host)
+
+    def _pick(self, source):
+        up = [s["host"] for s in self.services
+              if s["host"] != source and s["state"] == "up" and s["status"] == "enabled"]
+        return up[0] if up else None
+
+    # NovaApi methods
+    def force_down(self, service_id, down=True):
+        self.calls.append(("force_down", service_id, down))
+        svc = next(s for s in self.services if s["id"] == service_id)
+        svc["forced_down"] = down
+        if down:
+            svc["state"] = "down"
+
+    def disable(self, service_id, reason):
+        self.calls.append(("disable", service_id, reason))
+        next(s for s in self.services if s["id"] == service_id).update(
+            status="disabled", disabled_reason=reason)
+
+    def enable(self, service_id):
+        self.calls.append(("enable", service_id))
+        next(s for s in self.services if s["id"] == service_id).update(
+            status="enabled", disabled_reason=None)
+
+    def compute_services(self):
+        self.calls.append(("compute_services",))
+        return [dict(s) for s in self.services]
+
+    def servers_on_host(self, host):
+        self.calls.append(("servers_on_host", host))
+        return [dict(s) for s in self.servers.values() if s["OS-EXT-SRV-ATTR:host"] == host]
+
+    def servers_changed_since(self, since):
+        self.calls.append(("servers_changed_since",))
+        return [dict(s) for s in self.servers.values()]
+
+    def get_server(self, uuid):
+        self.calls.append(("get_server", uuid))
+        return dict(self.servers[uuid]) if uuid in self.servers else None
+
+    def evacuate(self, uuid, target_host=None):
+        self.calls.append(("evacuate", uuid, target_host))
+        srv = self.servers.get(uuid)
+        if srv is None:
+            raise nova_exc.NotFound(404, f"Instance {uuid} could not be found.")
+        host = srv["OS-EXT-SRV-ATTR:host"]
+        svc = self._service(host)
+        if svc["state"] == "up" and not svc["forced_down"]:
+            raise nova_exc.BadRequest(400, f"Compute service of {host} is still in use.")
+        if srv["OS-EXT-STS:task_state"] is not None:
+            raise nova_exc.Conflict(409, f"Cannot 'evacuate' instance {uuid} while it is in "
+                                    f"task_state {srv['OS-EXT-STS:task_state']}")
+        srv["OS-EXT-STS:task_state"] = "rebuilding"
+        self.migrations.append({
+            "id": next(self.ids), "instance_uuid": uuid, "source_compute": host,
+            "dest_compute": target_host or self._pick(host), "status": "accepted",
+            "created_at": timeutil.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f"), "steps": 0})
+
+    def start(self, uuid):
+        self.calls.append(("start", uuid))
+        self.servers[uuid]["OS-EXT-STS:vm_state"] = "active"
+
+    def stop(self, uuid):
+        self.calls.append(("stop", uuid))
+        self.servers[uuid]["OS-EXT-STS:vm_state"] = "stopped"
+
+    def reset_to_error(self, uuid):
+        self.calls.append(("reset_to_error", uuid))
+        self.servers[uuid]["OS-EXT-STS:vm_state"] = "error"
+        self.servers[uuid]["OS-EXT-STS:task_state"] = None
+
+    def evacuations_from(self, host, since=None):
+        self.calls.append(("evacuations_from", host))
+        self._advance()
+        return [{k: v for k, v in m.items() if k != "steps"}
+                for m in self.migrations if m["source_compute"] == host]
+
+    def _advance(self):
+        for mig in self.migrations:
+            if mig["status"] != "accepted":
+                continue
+            mig["steps"] += 1
+            if mig["steps"] < self.steps_to_finish:
+                continue
+            srv = self.servers[mig["instance_uuid"]]
+            srv["OS-EXT-STS:task_state"] = None
+            dest = mig["dest_compute"]
+            if dest is None:
+                mig["status"] = "error"
+            elif self.failures.get(dest, 0) > 0:
+                self.failures[dest] -= 1
+                mig["status"] = "failed"
+            else:
+                mig["status"] = "done"
+                srv["OS-EXT-SRV-ATTR:host"] = dest
+                before = srv["OS-EXT-STS:vm_state"]
+                srv["OS-EXT-STS:vm_state"] = ("stopped" if self.stops_evacuated_servers
+                                              or before == "stopped" else "active")
+
+    def count(self, name):
+        return sum(1 for c in self.calls if c[0] == name)
+

@@ -1,0 +1,104 @@
+import pytest
+
+from selfheal_actions import evacuation
+from selfheal_actions import markers
+from tests.unit.fake_nova import FakeNova
+from tests.unit.fake_nova import server
+from tests.unit.fake_nova import service
+from tests.unit.test_fencing import Context
+
+HOST = "failed-1"
+
+
+def cloud(fenced=True, reason=None):
+    services = [service(HOST, state="down", status="disabled" if fenced else "enabled",
+                        forced_down=fenced,
+                        reason=reason or (markers.make(markers.FENCED, "e") if fenced else None)),
+                service("ok-1"), service("ok-2")]
+    return FakeNova(servers=[server("a"), server("b", vm_state="stopped"),
+                             server("e", vm_state="error")], services=services)
+
+
+def act(**kwargs):
+    kwargs.setdefault("host", HOST)
+    kwargs.setdefault("poll_interval", 0.1)
+    return evacuation.EvacuateAndVerifyAction(**kwargs).run(Context())
+
+
+def test_evacuates_and_reports_per_instance(use_fake):
+    nova = use_fake(cloud())
+    result = act()
+    assert result.error is None, result.error
+    outcomes = {i["id"]: i["outcome"] for i in result.data["instances"]}
+    assert outcomes == {"a": "evacuated", "b": "evacuated", "e": "skipped"}
+    assert result.data["totals"] == {"evacuated": 2, "skipped": 1}
+    for item in result.data["instances"]:
+        assert {"id", "name", "source", "destination", "migration_id", "attempts",
+                "seconds", "outcome", "reason"} <= set(item)
+    assert result.data["changed"] is True
+    # a rerun finds nothing left and evacuates nothing twice
+    rerun = act()
+    assert nova.count("evacuate") == 2
+    assert {i["id"]: i["outcome"] for i in rerun.data["instances"]} == {
+        "a": "already_evacuated", "b": "already_evacuated", "e": "skipped"}
+    assert rerun.data["changed"] is False
+
+
+def test_refuses_an_unfenced_host_and_changes_nothing(use_fake):
+    nova = use_fake(cloud(fenced=False))
+    result = act()
+    assert result.error["reason"] == "host_not_fenced"
+    assert nova.count("evacuate") == 0
+
+
+def test_dry_run_returns_the_plan_and_changes_nothing(use_fake):
+    nova = use_fake(cloud(fenced=False))
+    result = act(dry_run=True)
+    assert result.error is None
+    assert {i["id"]: i["outcome"] for i in result.data["instances"]} == {
+        "a": "planned", "b": "planned", "e": "skipped"}
+    assert "not fenced" in result.data["note"]
+    assert nova.count("evacuate") == 0 and result.data["changed"] is False
+
+
+def test_incomplete_evacuation_is_an_error_with_a_summary(use_fake):
+    nova = use_fake(cloud())
+    nova.fail_next("ok-1", 10)
+    nova.fail_next("ok-2", 10)
+    result = act(max_attempts=2)
+    assert result.error["reason"] == "evacuation_incomplete"
+    assert "2 of 3 instances" in result.error["message"]
+    assert result.error["details"]["totals"] == {"failed": 2, "skipped": 1}
+    assert result.error["changed"] is True
+
+
+def test_maintenance_host_is_refused(use_fake):
+    nova = use_fake(cloud(reason=markers.make(markers.MAINTENANCE, "e")))
+    result = act()
+    assert result.error["reason"] == "host_in_maintenance"
+    assert nova.count("evacuate") == 0
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"concurrency": 0}, "'concurrency' must be at least 1"),
+    ({"concurrency": 2.5}, "whole number"),
+    ({"target_hosts": "nope"}, "unknown hosts"),
+    ({"target_hosts": [HOST]}, "names the failed host"),
+    ({"instance_ids": ["zzz"]}, "not on host"),
+    ({"exclude_flavors": [1]}, "list of non-empty strings"),
+    ({"timeout": 5}, "'timeout' must be at least 10"),
+])
+def test_bad_input(use_fake, kwargs, fragment):
+    nova = use_fake(cloud())
+    result = act(**kwargs)
+    assert result.error["reason"] == "invalid_input"
+    assert fragment in result.error["message"]
+    assert nova.count("evacuate") == 0
+
+
+def test_locate_groups_by_host(use_fake):
+    nova = use_fake(cloud())
+    nova.servers["b"]["OS-EXT-SRV-ATTR:host"] = "ok-1"
+    result = evacuation.LocateInstancesAction(instance_ids=["a", "b", "zz"]).run(Context())
+    assert result.data["hosts"] == {HOST: ["a"], "ok-1": ["b"]}
+    assert result.data["missing"] == ["zz"]

@@ -1,0 +1,144 @@
+import datetime
+
+import pytest
+
+from selfheal_actions import fencing
+from selfheal_actions import markers
+from selfheal_actions.results import ActionFailure
+from tests.unit.fake_nova import FakeNova
+from tests.unit.fake_nova import service
+
+
+def services(*states):
+    return [service(f"h{i}", state=s) for i, s in enumerate(states)]
+
+
+def test_down_host_is_forced_down_then_disabled():
+    svcs = services("down", "up", "up")
+    assert fencing.fencing_steps(svcs[0], svcs, 0.5) == ["force_down", "disable"]
+
+
+def test_host_still_up_is_refused_unless_powered_off():
+    svcs = services("up", "up", "up")
+    with pytest.raises(ActionFailure) as err:
+        fencing.fencing_steps(svcs[0], svcs, 0.5)
+    assert err.value.reason == "host_still_up"
+    assert fencing.fencing_steps(svcs[0], svcs, 0.5, host_powered_off=True) == [
+        "force_down", "disable"]
+
+
+def test_partition_is_refused():
+    svcs = services("down", "down", "up")
+    with pytest.raises(ActionFailure) as err:
+        fencing.fencing_steps(svcs[0], svcs, 0.5)
+    assert err.value.reason == "too_many_hosts_down"
+    assert err.value.details["down_hosts"] == ["h0", "h1"]
+    # exactly half is not "more than" half
+    svcs = services("down", "up")
+    assert fencing.fencing_steps(svcs[0], svcs, 0.5)
+
+
+def test_already_fenced_needs_nothing():
+    svc = service("h0", state="down", status="disabled", forced_down=True,
+                  reason=markers.make(markers.FENCED, "exec-1", "nic down"))
+    assert fencing.fencing_steps(svc, [svc, service("h1")], 0.5) == []
+
+
+def test_maintenance_host_is_refused_unless_forced():
+    svc = service("h0", state="down", status="disabled",
+                  reason=markers.make(markers.MAINTENANCE, "exec-1"))
+    with pytest.raises(ActionFailure) as err:
+        fencing.fencing_steps(svc, [svc, service("h1"), service("h2")], 0.5)
+    assert err.value.reason == "host_in_maintenance"
+    assert fencing.fencing_steps(svc, [svc, service("h1"), service("h2")], 0.5, force=True) == [
+        "force_down"]
+
+
+def test_marker_round_trip():
+    at = datetime.datetime(2026, 11, 22, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    text = markers.make(markers.FENCED, "abc-123", "NIC down on eth0", at=at)
+    assert text == "selfheal:fenced 2026-11-22T03:04:05Z by abc-123: NIC down on eth0"
+    assert markers.parse(text) == {"kind": "fenced", "at": at, "by": "abc-123",
+                                   "note": "NIC down on eth0"}
+    assert markers.parse("disabled by admin") is None
+    assert len(markers.make(markers.FENCED, "x", "y" * 400)) == 255
+
+
+class Context:
+    class execution:  # noqa: N801 - shape of mistral-lib's context
+        workflow_execution_id = "exec-42"
+
+    security = None
+
+
+def test_fence_action_fences_once_and_reports(use_fake):
+    nova = use_fake(FakeNova(services=services("down", "up", "up")))
+    result = fencing.FenceHostAction(host="h0", reason="NIC down").run(Context())
+    assert result.error is None
+    assert result.data["changed"] is True
+    assert [c["change"] for c in result.data["changes"]] == ["forced_down", "disabled"]
+    # what the fake recorded is what a real Nova would have been asked
+    svc = nova.services[0]
+    assert svc["disabled_reason"].startswith("selfheal:fenced ")
+    assert "by exec-42: NIC down" in svc["disabled_reason"]
+    again = fencing.FenceHostAction(host="h0").run(Context())
+    assert again.data["changed"] is False and again.data["changes"] == []
+
+
+def test_fence_dry_run_changes_nothing(use_fake):
+    nova = use_fake(FakeNova(services=services("down", "up", "up")))
+    result = fencing.FenceHostAction(host="h0", dry_run=True).run(Context())
+    assert result.data["dry_run"] is True and result.data["changed"] is False
+    assert [c["change"] for c in result.data["changes"]] == ["forced_down", "disabled"]
+    assert nova.services[0]["forced_down"] is False and nova.services[0]["status"] == "enabled"
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"host": ""}, "'host' is required"),
+    ({"host": 12}, "'host' must be a string"),
+    ({"host": "h0", "max_down_ratio": "lots"}, "'max_down_ratio' must be a number"),
+    ({"host": "h0", "max_down_ratio": 3}, "at most 1"),
+    ({"host": "h0", "dry_run": "maybe"}, "'dry_run' must be true or false"),
+    ({"host": "h0", "microversion": "3.x"}, "'microversion' must look like"),
+])
+def test_fence_bad_input_is_a_clear_error_and_changes_nothing(use_fake, kwargs, fragment):
+    nova = use_fake(FakeNova(services=services("down", "up", "up")))
+    result = fencing.FenceHostAction(**kwargs).run(Context())
+    assert result.error["reason"] == "invalid_input"
+    assert fragment in result.error["message"]
+    assert result.error["changed"] is False
+    assert nova.calls == []
+
+
+def test_unknown_host_names_the_known_ones(use_fake):
+    use_fake(FakeNova(services=services("down", "up")))
+    result = fencing.FenceHostAction(host="nope").run(Context())
+    assert result.error["reason"] == "host_not_found"
+    assert "h0, h1" in result.error["message"]
+
+
+def _fenced_service(age_seconds):
+    svc = service("h0", state="down", status="disabled", forced_down=True,
+                  reason=markers.make(markers.FENCED, "e"))
+    svc["updated_at"] = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+        seconds=age_seconds)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return svc
+
+
+def test_enable_only_when_the_host_reports_again(use_fake):
+    nova = use_fake(FakeNova(services=[_fenced_service(600), service("h1")]))
+    result = fencing.EnableHostAction(host="h0").run(Context())
+    assert result.error["reason"] == "host_not_reporting"
+    assert nova.services[0]["forced_down"] is True
+    nova.services[0].update(_fenced_service(2))
+    result = fencing.EnableHostAction(host="h0").run(Context())
+    assert [c["change"] for c in result.data["changes"]] == ["forced_down_lifted", "enabled"]
+    assert nova.calls.index(("force_down", "svc-h0", False)) < nova.calls.index(
+        ("enable", "svc-h0"))
+
+
+def test_enable_leaves_hosts_disabled_by_others(use_fake):
+    svc = service("h0", status="disabled", reason="broken disk, do not touch")
+    use_fake(FakeNova(services=[svc, service("h1")]))
+    result = fencing.EnableHostAction(host="h0").run(Context())
+    assert result.error["reason"] == "disabled_by_someone_else"
