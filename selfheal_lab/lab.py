@@ -1,0 +1,69 @@
+"""Bring the whole lab up or down: Nova in a box, then Mistral with our pack.
+
+``up`` is idempotent: a service already running and current is kept; Mistral
+is reinstalled and restarted only when the selfheal package changed. The
+workbooks are (re)loaded into Mistral on every ``up``.
+"""
+
+import json
+
+from selfheal_lab import progress
+from selfheal_lab import state
+from selfheal_lab.services import mistral
+from selfheal_lab.services import nova
+
+CLOUD_CONFIG = "cloud.yaml"
+
+
+def write_cloud_config(nova_info):
+    """The explicit endpoint file the actions read in a Mistral without Keystone.
+
+    JSON is valid YAML, so the stdlib writes what the actions parse.
+    """
+    path = state.service_dir("selfheal") / CLOUD_CONFIG
+    config = {"endpoints": {"compute": nova_info["compute_url"]},
+              "headers": nova_info["headers"], "verify": False}
+    text = json.dumps(config, indent=2, sort_keys=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def load_workbooks(url):
+    """Create or update every shipped workbook in the Mistral at ``url``."""
+    from selfheal_actions import data
+
+    names = []
+    for path in data.workbook_paths():
+        mistral.create_or_update_workbook(url, path.read_text())
+        names.append(path.name)
+    return names
+
+
+def up(hosts=nova.DEFAULT_HOSTS, mode="embedded", driver=nova.DEFAULT_DRIVER):
+    """Start (or keep) Nova and Mistral; return the endpoints of both.
+
+    :param hosts: compute host names for a fresh Nova (a running one keeps
+        its hosts).
+    :param mode: ``embedded`` (one process, sqlite) or ``distributed``
+        (mistral-server api/engine/executor over RabbitMQ and PostgreSQL).
+    """
+    nova_info = nova.up(hosts=hosts, driver=driver)
+    config = write_cloud_config(nova_info)
+    mistral_info = mistral.up(mode=mode, env={"SELFHEAL_CLOUD_CONFIG": str(config)})
+    loaded = load_workbooks(mistral_info["url"])
+    progress.step(f"workbooks loaded into Mistral ({mode}): {', '.join(loaded)}")
+    return {"nova": nova_info, "mistral": mistral_info, "cloud_config": str(config)}
+
+
+def down():
+    """Stop every lab process (by the PIDs the lab recorded)."""
+    for mode in ("distributed", "embedded"):
+        mistral.down(mode=mode)
+    nova.down()
+    progress.step("lab stopped")
+
+
+def status():
+    return {"nova": nova.status(), "mistral": mistral.status(),
+            "endpoints": state.read_endpoints()}
