@@ -31,6 +31,8 @@ LOG = logging.getLogger(__name__)
 CLOCK_MARGIN = 120
 #: an adopted rebuild with no migration record after this long is redone
 ADOPT_GRACE = 30
+#: seconds between polls while evacuations make progress
+FAST_POLL = 0.5
 
 PENDING, EVACUATING, VERIFYING, FINISHED = "pending", "evacuating", "verifying", "finished"
 
@@ -90,8 +92,9 @@ class EvacuationRun:
     # the loop
     def run(self):
         """Run until every instance is finished or the time is up; return entries."""
-        interval = 0.5
+        interval = FAST_POLL
         while not self._all_finished():
+            before = self._snapshot()
             self._launch()
             self._poll_migrations()
             self._verify()
@@ -101,11 +104,16 @@ class EvacuationRun:
                 self._time_out()
                 break
             self.sleep(min(interval, max(self.deadline - self.clock(), 0)))
-            interval = min(interval * 1.5, self.options.poll_interval)
+            # Poll fast while things move; back off while Nova is busy.
+            moved = self._snapshot() != before
+            interval = FAST_POLL if moved else min(interval * 1.5, self.options.poll_interval)
         for entry in self.work:
             for internal in ("began", "phase", "already", "power_fixed"):
                 entry.pop(internal, None)
         return self.work
+
+    def _snapshot(self):
+        return [(e["phase"], e["attempts"], e.get("migration_status")) for e in self.work]
 
     def _all_finished(self):
         return all(e["phase"] == FINISHED for e in self.work)

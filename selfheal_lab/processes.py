@@ -1,8 +1,10 @@
 """Start lab processes in the background and stop them by their PID only.
 
-Every process the lab starts gets a PID file in its service folder; ``stop``
-signals only PIDs found there (and checks that the PID is still the command we
-started), so nothing else on the machine is ever touched.
+Every process the lab starts gets a PID file in its service folder holding
+its PID and its start time (from ``/proc/PID/stat``); ``stop`` signals only a
+PID found there whose start time still matches, so a recycled PID is never
+touched. The start time, unlike the command line, survives processes that
+retitle themselves (oslo.service does).
 """
 
 import os
@@ -34,15 +36,21 @@ def start(service, name, argv, env=None, cwd=None):
     full_env.update(env or {})
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env=full_env, cwd=cwd, start_new_session=True)
-    pid_file(service, name).write_text(f"{proc.pid}\n{_cmdline(proc.pid)}")
+    record(service, name, proc.pid)
     return proc.pid
 
 
-def _cmdline(pid):
+def record(service, name, pid):
+    """Write the PID file of a process the lab started (also after an exec)."""
+    pid_file(service, name).write_text(f"{pid}\n{_start_time(pid)}")
+
+
+def _start_time(pid):
+    """The process's start time in clock ticks since boot, or "" if gone."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
         return ""
 
 
@@ -50,7 +58,7 @@ def running_pid(service, name):
     """Return the PID of a lab process that is still alive, else None."""
     path = pid_file(service, name)
     try:
-        pid_text, _, cmdline = path.read_text().partition("\n")
+        pid_text, _, started = path.read_text().partition("\n")
         pid = int(pid_text)
     except (FileNotFoundError, ValueError):
         return None
@@ -59,7 +67,7 @@ def running_pid(service, name):
     except ProcessLookupError:
         return None
     # A recycled PID belongs to some other program: never treat it as ours.
-    if cmdline and _cmdline(pid) and _cmdline(pid) != cmdline:
+    if started.strip() and _start_time(pid) != started.strip():
         return None
     return pid
 
