@@ -81,9 +81,8 @@ class LabCloud:
         """Boot a server pinned to ``host``; ``state``: active, stopped, error,
         locked or paused (each reached through the real API)."""
         nova = self.nova()
-        image = nova.glance.find_image(self.image_name())
         flavor = nova.flavors.find(name=FLAVOR)
-        server = nova.servers.create(name, image.id, flavor.id, nics="none",
+        server = nova.servers.create(name, self.image_id(), flavor.id, nics="none",
                                      availability_zone=f"nova:{host}", meta=metadata or {})
         if wait:
             self.wait_servers([server.id], "ACTIVE")
@@ -110,8 +109,10 @@ class LabCloud:
             nova.servers.pause(server_id)
             self.wait_servers([server_id], "PAUSED")
 
-    def image_name(self):
-        return nova_box.info()["images"][0]["name"]
+    def image_id(self):
+        if "image_id" not in self._clients:
+            self._clients["image_id"] = nova_box.info()["images"][0]["id"]
+        return self._clients["image_id"]
 
     def wait_servers(self, ids, status, timeout=60):
         deadline = time.monotonic() + timeout

@@ -1,0 +1,211 @@
+"""Nova in a box: the real Nova API, conductor, scheduler, placement and
+several fake-driver compute hosts in one background process.
+
+``up()`` starts ``nova_box.py`` with the nova venv's interpreter and records
+in ``endpoints.json`` (key ``nova``)::
+
+    {"compute_url": "http://127.0.0.1:P/v2.1",
+     "control_url": "http://127.0.0.1:C",
+     "headers": {"X-Auth-User": "admin", "X-Auth-Project-Id": ..., "X-Roles": ...},
+     "hosts": ["compute-1", ...], "driver": "fake.FakeDriver", "pid": ...,
+     "report_interval": 1, "service_down_time": 6}
+
+The Nova API needs no token: send ``headers`` with every request (a
+keystoneauth ``Token`` plugin's ``X-Auth-Token`` is accepted and ignored).
+The control endpoint belongs to the lab only (simulated host failures, fault
+injection, request counters); it is never part of the Nova API.
+
+Stdlib only: this module runs in the operator's or test runner's Python.
+"""
+
+import json
+import pathlib
+import time
+import urllib.error
+import urllib.request
+
+from selfheal_lab import processes
+from selfheal_lab import progress
+from selfheal_lab import state
+from selfheal_lab import venvs
+
+SERVICE = "nova"
+PROCESS = "nova"
+BOX_SCRIPT = pathlib.Path(__file__).resolve().parent / "nova_box.py"
+DEFAULT_HOSTS = ("compute-1", "compute-2", "compute-3")
+DEFAULT_DRIVER = "fake.FakeDriver"
+PROJECT_ID = "6f70656e737461636b20342065766572"
+HEADERS = {
+    "X-Auth-User": "admin",
+    "X-Auth-Project-Id": PROJECT_ID,
+    "X-Roles": "reader,member,admin",
+}
+START_TIMEOUT = 120.0
+
+
+def _log_tail(lines=40):
+    try:
+        text = processes.log_file(SERVICE, PROCESS).read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _endpoint():
+    return state.read_endpoints().get(SERVICE)
+
+
+def _healthy(info):
+    if not info or processes.running_pid(SERVICE, PROCESS) != info.get("pid"):
+        return False
+    try:
+        return _call(info["control_url"], "GET", "/health", timeout=3).get("ok") is True
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
+       timeout=START_TIMEOUT):
+    """Start Nova in a box unless it already runs; return its endpoints.
+
+    When a healthy box is running its info is returned as is (its hosts and
+    driver are kept; add hosts with :func:`add_host`).
+
+    :raises RuntimeError: when the box does not become ready in ``timeout``
+        seconds (the message holds the end of its log).
+    """
+    info = _endpoint()
+    if _healthy(info):
+        return info
+    processes.stop(SERVICE, PROCESS)
+    python = venvs.ensure("nova")
+    port = port or processes.free_port()
+    control_port = control_port or processes.free_port()
+    while control_port == port:
+        control_port = processes.free_port()
+    log = processes.log_file(SERVICE, PROCESS)
+    log.write_text("")
+    argv = [str(python), str(BOX_SCRIPT), "--port", str(port),
+            "--control-port", str(control_port), "--hosts", ",".join(hosts),
+            "--driver", driver, "--state-dir", str(state.service_dir(SERVICE))]
+    progress.step(f"starting Nova in a box ({len(hosts)} compute hosts, {driver})")
+    pid = processes.start(SERVICE, PROCESS, argv)
+    control_url = f"http://127.0.0.1:{control_port}"
+    try:
+        ready = _wait_ready(log, pid, timeout)
+        processes.wait_http(control_url + "/health", timeout=10, pid=pid)
+        box_info = _call(control_url, "GET", "/info")
+    except (RuntimeError, OSError, ValueError) as e:
+        processes.stop(SERVICE, PROCESS)
+        raise RuntimeError(f"Nova in a box did not start: {e}\n--- {log} ---\n{_log_tail()}")
+    info = {
+        "compute_url": f"http://127.0.0.1:{port}/v2.1",
+        "control_url": control_url,
+        "headers": dict(HEADERS),
+        "hosts": [h["host"] for h in box_info["hosts"]],
+        "driver": driver,
+        "pid": pid,
+        "report_interval": box_info["report_interval"],
+        "service_down_time": box_info["service_down_time"],
+        "log": str(log),
+    }
+    state.update_endpoints(SERVICE, info)
+    progress.step(f"Nova in a box ready in {ready.get('seconds_to_ready')} s at {info['compute_url']}")
+    return info
+
+
+def _wait_ready(log, pid, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("READY "):
+                return json.loads(line[len("READY "):])
+        if not processes._alive(pid):  # also sees an unreaped (zombie) child
+            raise RuntimeError(f"process {pid} exited before it was ready")
+        time.sleep(0.3)
+    raise RuntimeError(f"not ready within {timeout:.0f} s")
+
+
+def down():
+    """Stop the box (by its PID) and forget its endpoints.
+
+    :returns: True if it was running.
+    """
+    was_running = processes.stop(SERVICE, PROCESS)
+    state.update_endpoints(SERVICE, None)
+    return was_running
+
+
+def status():
+    """Return ``{"running": bool, "healthy": bool, "pid": ..., **endpoints}``."""
+    info = _endpoint() or {}
+    pid = processes.running_pid(SERVICE, PROCESS)
+    return dict(info, running=pid is not None, healthy=_healthy(info), pid=pid)
+
+
+# --- lab control endpoint (not Nova) -----------------------------------------
+
+def _call(control_url, method, path, body=None, timeout=120):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(control_url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode(errors="replace")
+        raise RuntimeError(f"nova box control {method} {path}: HTTP {e.code} {detail}") from None
+
+
+def _control(method, path, body=None):
+    info = _endpoint()
+    if not info:
+        raise RuntimeError("Nova in a box is not running (call selfheal_lab.services.nova.up())")
+    return _call(info["control_url"], method, path, body)
+
+
+def hosts():
+    """``[{"host": "compute-1", "running": True}, ...]``"""
+    return _control("GET", "/hosts")
+
+
+def add_host(host):
+    """Start a new compute host (no-op when it already runs)."""
+    result = _control("POST", "/hosts", {"host": host})
+    info = _endpoint()
+    if info is not None and host not in info["hosts"]:
+        info["hosts"].append(host)
+        state.update_endpoints(SERVICE, info)
+    return result
+
+
+def stop_host(host):
+    """Simulate a host failure: its nova-compute stops heartbeating.
+
+    The API reports it ``down`` after ``service_down_time`` seconds.
+    """
+    return _control("POST", f"/hosts/{host}/stop")
+
+
+def start_host(host):
+    """Bring a stopped compute host back (like restarting nova-compute)."""
+    return _control("POST", f"/hosts/{host}/start")
+
+
+def request_counts():
+    """``{"total": N, "by_route": {"GET /servers/detail": n, ...}}``"""
+    return _control("GET", "/requests")
+
+
+def reset_request_counts():
+    return _control("POST", "/requests/reset")
+
+
+def inject_spawn_failures(host, n=1):
+    """Make the next ``n`` spawns (boots, evacuation rebuilds) on ``host`` fail."""
+    return _control("POST", "/faults", {"host": host, "fail_spawns": n})
+
+
+def info():
+    """Images, flavors and hosts of the box: ``{"images", "flavors", "hosts", ...}``"""
+    return _control("GET", "/info")

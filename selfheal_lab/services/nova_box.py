@@ -1,0 +1,377 @@
+"""Nova in a box: API, conductor, scheduler, placement and fake computes.
+
+Run by the nova venv's interpreter (never imported by the lab itself)::
+
+    .lab/venvs/nova/bin/python selfheal_lab/services/nova_box.py \\
+        --port P --control-port C --hosts compute-1,compute-2 \\
+        --driver fake.FakeDriver --state-dir DIR
+
+It assembles Nova's own functional-test fixtures (``nova.test.TestCase``,
+``nova.tests.fixtures``) outside a test runner, then serves:
+
+* on ``127.0.0.1:P`` the real Nova API paste pipeline (version discovery at
+  ``/``, microversions up to Nova's maximum). Authentication is stubbed:
+  every call under ``/v2.1/`` must carry ``X-Auth-User``,
+  ``X-Auth-Project-Id`` and ``X-Roles`` (``X-Auth-User: admin`` plus the
+  ``admin`` role makes an admin); no token is checked;
+* on ``127.0.0.1:C`` a small JSON control API for the lab only (simulated
+  host failures, fault injection, request counters). It is not Nova.
+
+When it serves it prints one line ``READY {json}`` on stdout.
+
+This file must stay importable without ``selfheal_lab``: it runs in a
+different virtual environment.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+# This folder holds the lab's own nova.py, which would shadow the nova
+# package: drop it from the import path before anything imports Nova.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+# Seconds between two heartbeats of a compute service, and the age after
+# which the API reports a service ``down``: a stopped host shows as down
+# within about SERVICE_DOWN_TIME + REPORT_INTERVAL seconds.
+REPORT_INTERVAL = 1
+SERVICE_DOWN_TIME = 6
+# Delay before a (re)started service sends its first heartbeat (Nova: 5 s);
+# with 1 s a restarted host is reported up again within about 2 s.
+FIRST_REPORT_DELAY = 1
+# Nova makes some RPC calls (set_host_enabled, select_destinations, ...)
+# with long_rpc_timeout (1800 s) and relies on the broker's call monitor
+# (rpc_response_timeout, 60 s) to notice a dead server sooner. The in-process
+# fake transport has no call monitor, so cap long calls at the real-world
+# 60 s: a call to a dead compute then fails as late as it would with RabbitMQ.
+LONG_RPC_TIMEOUT = 60
+
+AUTH_HEADERS = ("HTTP_X_AUTH_USER", "HTTP_X_AUTH_PROJECT_ID", "HTTP_X_ROLES")
+
+_ID_SEGMENT = re.compile(
+    r"^([0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+    r"[0-9a-fA-F]{12}|[0-9]+)$")
+_VERSION_PREFIX = re.compile(r"^/v2(\.1)?(?=/.)")
+_NEEDS_AUTH = re.compile(r"^/v2(\.1)?/[^/]+")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--control-port", type=int, required=True)
+    parser.add_argument("--hosts", default="compute-1,compute-2,compute-3")
+    parser.add_argument("--driver", default="fake.FakeDriver")
+    parser.add_argument("--state-dir", required=True)
+    return parser.parse_args(argv)
+
+
+def route_of(method, path):
+    """``GET /v2.1/servers/<uuid>`` -> ``GET /servers/{id}``."""
+    path = _VERSION_PREFIX.sub("", path) or "/"
+    parts = ["{id}" if _ID_SEGMENT.match(p) else p for p in path.split("/")]
+    return f"{method} {'/'.join(parts)}"
+
+
+class RequestCounter:
+    """WSGI middleware counting Nova API requests per route."""
+
+    def __init__(self, app):
+        self.app = app
+        self.reset()
+
+    def reset(self):
+        self.total = 0
+        self.by_route = {}
+
+    def snapshot(self):
+        return {"total": self.total, "by_route": dict(sorted(self.by_route.items()))}
+
+    def __call__(self, environ, start_response):
+        route = route_of(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"))
+        self.total += 1
+        self.by_route[route] = self.by_route.get(route, 0) + 1
+        if _NEEDS_AUTH.match(environ.get("PATH_INFO", "")):
+            missing = [h for h in AUTH_HEADERS if not environ.get(h)]
+            if missing:
+                names = ", ".join(h[5:].replace("_", "-").title() for h in missing)
+                return _json_response(start_response, 401, {
+                    "error": f"nova box: missing auth header(s) {names}"})
+        return self.app(environ, start_response)
+
+
+def _json_response(start_response, status, body):
+    data = json.dumps(body).encode()
+    reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+              500: "Internal Server Error"}.get(status, "OK")
+    start_response(f"{status} {reason}", [("Content-Type", "application/json"),
+                                          ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    state_dir = os.path.abspath(args.state_dir)
+    tmp = os.path.join(state_dir, "tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp, exist_ok=True)
+    os.environ["TMPDIR"] = tmp
+    tempfile.tempdir = tmp
+    # oslotest reads these; a test runner's settings must not leak in here.
+    for var in ("OS_TEST_TIMEOUT", "OS_STDOUT_CAPTURE", "OS_STDERR_CAPTURE",
+                "OS_LOG_CAPTURE", "OS_DEBUG", "OS_NOVA_DISABLE_EVENTLET_PATCHING"):
+        os.environ.pop(var, None)
+    started = time.monotonic()
+
+    # Eventlet monkey patching must happen before Nova (and urllib3,
+    # oslo_context, ...) are imported; nova.test refuses to load otherwise.
+    from nova import monkey_patch
+    monkey_patch.patch("eventlet")
+
+    box = build_box(args)
+    box.serve(args.port, args.control_port, started)
+
+
+def build_box(args):
+    """Import Nova (after patching) and assemble the services."""
+    import logging
+    import warnings
+    from unittest import mock
+
+    import eventlet
+    import eventlet.wsgi
+    import oslo_messaging as messaging
+
+    from nova import context as nova_context
+    from nova import exception
+    from nova import objects
+    from nova import rpc
+    from nova import test
+    from nova.tests import fixtures as nova_fixtures
+    from nova.tests.functional import fixtures as func_fixtures
+
+    class NovaBox(test.TestCase):
+        """A functional-test case used as a long-lived service container."""
+
+        def runTest(self):  # testtools wants a test method to exist
+            pass
+
+        def _clear_attrs(self):  # never tear attributes down
+            pass
+
+        def assemble(self, hosts, driver):
+            self.setUp()
+            self._quiet_logging()
+            warnings.resetwarnings()
+            warnings.simplefilter("ignore")
+            self.flags(compute_driver=driver,
+                       report_interval=REPORT_INTERVAL,
+                       service_down_time=SERVICE_DOWN_TIME,
+                       long_rpc_timeout=LONG_RPC_TIMEOUT)
+            self.flags(api_paste_config=os.path.join(sys.prefix, "etc", "nova", "api-paste.ini"),
+                       group="wsgi")
+            self.policy = self.useFixture(nova_fixtures.RealPolicyFixture())
+            self.neutron = self.useFixture(nova_fixtures.NeutronFixture(self))
+            self.glance = self.useFixture(nova_fixtures.GlanceFixture(self))
+            self.useFixture(nova_fixtures.CinderFixture(self))
+            self.useFixture(func_fixtures.PlacementFixture())
+            self.useFixture(nova_fixtures.AllServicesCurrent())
+            self._silence_notifications()
+            self.stub_out("nova.servicegroup.api.INITIAL_REPORTING_DELAY", FIRST_REPORT_DELAY)
+            self.api_fixture = self.useFixture(nova_fixtures.OSAPIFixture(api_version="v2.1"))
+            # OSAPIFixture turns on debug; keep the log at INFO.
+            self.flags(debug=False)
+            self.start_service("conductor")
+            self.start_service("scheduler")
+            self.running = {}
+            self.spawn_faults = {}
+            for host in hosts:
+                self.add_host(host)
+
+        def _quiet_logging(self):
+            # The test fixtures capture logs in memory and format every
+            # DEBUG record; a long-running box logs INFO to stderr instead.
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(
+                "%(asctime)s %(levelname)s [%(name)s] %(message)s"))
+            root.addHandler(handler)
+            root.setLevel(logging.INFO)
+            for noisy in ("oslo_db.sqlalchemy", "alembic", "migrate.versioning.api",
+                          "stevedore", "oslo_policy"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+
+        def _silence_notifications(self):
+            # The 'test' notification driver keeps every notification in
+            # memory forever; a lab that runs for hours must not.
+            serializer = rpc.RequestContextSerializer(rpc.JsonPayloadSerializer())
+            for name in ("LEGACY_NOTIFIER", "NOTIFIER"):
+                self.stub_out(f"nova.rpc.{name}", messaging.Notifier(
+                    rpc.NOTIFICATION_TRANSPORT, serializer=serializer, driver="noop"))
+
+        # --- compute hosts -------------------------------------------------
+
+        def add_host(self, host):
+            if self.running.get(host):
+                return False
+            if host in self.computes:
+                return self.start_host(host)
+            compute = self._start_compute(host)
+            self._arm_faults(host, compute.manager.driver)
+            self.running[host] = True
+            return True
+
+        def stop_host(self, host):
+            if host not in self.computes:
+                raise KeyError(host)
+            if not self.running.get(host):
+                return False
+            self.computes[host].stop()
+            self.running[host] = False
+            return True
+
+        def start_host(self, host):
+            """Restart a stopped compute like a real nova-compute restart.
+
+            A new service and manager are created (so init_host runs and
+            destroys the local leftovers of instances evacuated away), but
+            the fake hypervisor (the driver object) survives, like guests
+            defined on a real host do.
+            """
+            if host not in self.computes:
+                raise KeyError(host)
+            if self.running.get(host):
+                return False
+            old_driver = self.computes[host].manager.driver
+            with mock.patch("nova.virt.driver.load_compute_driver", return_value=old_driver):
+                self.computes[host] = self.start_service("compute", host=host)
+            self.running[host] = True
+            return True
+
+        def _arm_faults(self, host, driver):
+            real_spawn = driver.spawn
+            faults = self.spawn_faults
+
+            def spawn(context, instance, *a, **kw):
+                if faults.get(host, 0) > 0:
+                    faults[host] -= 1
+                    raise exception.NovaException(
+                        f"selfheal lab: injected spawn failure on {host} "
+                        f"for instance {instance.uuid}")
+                return real_spawn(context, instance, *a, **kw)
+
+            driver.spawn = spawn
+
+        # --- facts for tools -------------------------------------------------
+
+        def hosts(self):
+            return [{"host": h, "running": bool(self.running.get(h))} for h in self.computes]
+
+        def info(self):
+            ctxt = nova_context.get_admin_context()
+            flavors = [{"id": f.flavorid, "name": f.name, "vcpus": f.vcpus,
+                        "ram": f.memory_mb, "disk": f.root_gb}
+                       for f in objects.FlavorList.get_all(ctxt)]
+            images = [{"id": i["id"], "name": i.get("name")} for i in self.glance.images.values()]
+            return {"images": images, "flavors": flavors, "hosts": self.hosts(),
+                    "driver": self.driver_name,
+                    "report_interval": REPORT_INTERVAL,
+                    "service_down_time": SERVICE_DOWN_TIME}
+
+        # --- serving ---------------------------------------------------------
+
+        def serve(self, port, control_port, started):
+            self.counter = RequestCounter(self.api_fixture.app())
+            api_sock = eventlet.listen(("127.0.0.1", port))
+            control_sock = eventlet.listen(("127.0.0.1", control_port))
+            wsgi_log = logging.getLogger("nova_box.wsgi")
+            eventlet.spawn(eventlet.wsgi.server, api_sock, self.counter,
+                           log=wsgi_log, log_output=False)
+            eventlet.spawn(eventlet.wsgi.server, control_sock, self.control_app,
+                           log=wsgi_log, log_output=False)
+            ready = {"port": port, "control_port": control_port, "pid": os.getpid(),
+                     "hosts": list(self.computes),
+                     "seconds_to_ready": round(time.monotonic() - started, 1)}
+            print("READY " + json.dumps(ready), flush=True)
+            while True:
+                eventlet.sleep(3600)
+
+        def control_app(self, environ, start_response):
+            method = environ["REQUEST_METHOD"]
+            parts = [p for p in environ.get("PATH_INFO", "/").split("/") if p]
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                raw = environ["wsgi.input"].read(length) if length else b""
+                body = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                return _json_response(start_response, 400, {"error": "body is not JSON"})
+            try:
+                status, result = self._control(method, parts, body)
+            except KeyError as e:
+                status, result = 404, {"error": f"unknown host {e.args[0]}"}
+            except Exception as e:  # the lab wants the reason, not a stack
+                logging.getLogger("nova_box").exception("control %s %s failed", method, parts)
+                status, result = 500, {"error": f"{type(e).__name__}: {e}"}
+            return _json_response(start_response, status, result)
+
+        def _control(self, method, parts, body):
+            if method == "GET" and parts == ["health"]:
+                return 200, {"ok": True}
+            if method == "GET" and parts == ["hosts"]:
+                return 200, self.hosts()
+            if method == "POST" and parts == ["hosts"]:
+                host = body.get("host")
+                if not isinstance(host, str) or not host:
+                    return 400, {"error": 'expected {"host": "name"}'}
+                changed = self.add_host(host)
+                return 200, {"host": host, "running": True, "changed": changed}
+            if method == "POST" and len(parts) == 3 and parts[0] == "hosts" \
+                    and parts[2] in ("stop", "start"):
+                action = self.stop_host if parts[2] == "stop" else self.start_host
+                changed = action(parts[1])
+                return 200, {"host": parts[1], "running": self.running[parts[1]],
+                             "changed": changed}
+            if method == "GET" and parts == ["requests"]:
+                return 200, self.counter.snapshot()
+            if method == "POST" and parts == ["requests", "reset"]:
+                self.counter.reset()
+                return 200, self.counter.snapshot()
+            if method == "POST" and parts == ["faults"]:
+                host, count = body.get("host"), body.get("fail_spawns", 1)
+                if host not in self.computes:
+                    raise KeyError(host)
+                if not isinstance(count, int) or count < 0:
+                    return 400, {"error": "fail_spawns must be an integer >= 0"}
+                self.spawn_faults[host] = count
+                return 200, {"host": host, "fail_spawns": count}
+            if method == "GET" and parts == ["faults"]:
+                return 200, dict(self.spawn_faults)
+            if method == "GET" and parts == ["info"]:
+                return 200, self.info()
+            return 404, {"error": f"no route {method} /{'/'.join(parts)}"}
+
+    box = NovaBox()
+    box.driver_name = args.driver
+    hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
+    box.assemble(hosts, args.driver)
+    return box
+
+
+def _on_sigterm(signum, frame):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigterm)
+    main()
