@@ -136,3 +136,9 @@ def nova(context, microversion=None):
         raise ActionFailure("service_unreachable",
                             f"cannot reach the compute API: {type(e).__name__}: {e}. Check the "
                             "catalog or the explicit endpoint.") from None
+
+
+def execution_id(context):
+    """The workflow execution that runs the action ("manual" outside Mistral)."""
+    execution = getattr(context, "execution", None)
+    return getattr(execution, "workflow_execution_id", None) or "manual"

@@ -88,6 +88,23 @@ class NovaApi:
             kwargs["changes_since"] = iso(since)
         return [m.to_dict() for m in self.nova.migrations.list(**kwargs)]
 
+    # aggregates (the per-host claim of selfheal_actions.host_lock)
+    def create_aggregate(self, name):
+        """Create an empty aggregate; raises novaclient Conflict if the name exists."""
+        return self.nova.aggregates.create(name, None).to_dict()
+
+    def find_aggregate(self, name):
+        for aggregate in self.nova.aggregates.list():
+            if aggregate.name == name:
+                return aggregate.to_dict()
+        return None
+
+    def set_aggregate_metadata(self, aggregate_id, metadata):
+        self.nova.aggregates.set_metadata(aggregate_id, metadata)
+
+    def delete_aggregate(self, aggregate_id):
+        self.nova.aggregates.delete(aggregate_id)
+
     @property
     def stops_evacuated_servers(self):
         return self.at_least(STOPS_EVACUATED)

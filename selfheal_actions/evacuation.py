@@ -18,6 +18,7 @@ from novaclient import exceptions as nova_exc
 from selfheal_actions import clients
 from selfheal_actions import compute
 from selfheal_actions import evacuation_plan as plans
+from selfheal_actions import host_lock
 from selfheal_actions import inputs
 from selfheal_actions import markers
 from selfheal_actions import timeutil
@@ -61,8 +62,10 @@ class EvacuationRun:
     :param options: :class:`RunOptions`.
     """
 
-    def __init__(self, api, host, entries, options, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, api, host, entries, options, clock=time.monotonic, sleep=time.sleep,
+                 on_cycle=None):
         self.api = api
+        self.on_cycle = on_cycle or (lambda: None)
         self.host = host
         self.options = options
         self.clock = clock
@@ -95,6 +98,7 @@ class EvacuationRun:
         interval = FAST_POLL
         while not self._all_finished():
             before = self._snapshot()
+            self.on_cycle()
             self._launch()
             self._poll_migrations()
             self._verify()
@@ -426,7 +430,43 @@ class EvacuateAndVerifyAction(SelfhealAction):
                 "so its instances may still run there. Run selfheal.fence_host first (the "
                 "selfheal.host_failure.evacuate_host workflow does).", host=host)
         fenced_at = marker["at"] if marker and marker["kind"] == markers.FENCED else None
+        result = {"host": host, "microversion": api.microversion, "fenced": fenced}
+        if args["dry_run"]:
+            return self._plan_only(api, host, args, fenced_at, result, started)
 
+        # One healer per host: Nova would accept a second, concurrent evacuation.
+        lock = host_lock.HostLock(api, host, owner=clients.execution_id(context))
+        lock.acquire(timeout=args["timeout"])
+        try:
+            entries, earlier = self._plan(api, host, args, fenced_at)
+            candidates = [s["host"] for s in services if s["host"] != host
+                          and s["state"] == "up" and s["status"] == "enabled"]
+            remaining = args["timeout"] - (time.monotonic() - started)
+            run = EvacuationRun(api, host, entries, RunOptions(
+                args["concurrency"], args["max_attempts"], args["target_hosts"],
+                max(remaining, 1), args["poll_interval"], candidates), on_cycle=lock.refresh)
+            run.run()
+        finally:
+            lock.release()
+        instances = earlier + entries
+        result.update(instances=instances, totals=totals(instances),
+                      seconds=round(time.monotonic() - started, 2), changes=run.changes)
+        if lock.waited_for:
+            result["waited_for"] = lock.waited_for
+        unrecovered = [e for e in instances if e["outcome"] in ("failed", "timed_out")]
+        if unrecovered:
+            details = {k: v for k, v in result.items() if k != "changes"}
+            raise ActionFailure(
+                "evacuation_incomplete",
+                f"{len(unrecovered)} of {len(instances)} instances on '{host}' were not "
+                "recovered: " + "; ".join(summary_line(e) for e in unrecovered) +
+                ". The others are verified. Fix the cause (capacity, target hosts) and run "
+                "the workflow again: it resumes without evacuating anything twice.",
+                changes=run.changes, **details)
+        return result
+
+    def _plan(self, api, host, args, fenced_at):
+        """Plan entries for the host's servers, and the ones moved earlier."""
         servers = api.servers_on_host(host)
         migrations = api.evacuations_from(host)
         options = plans.PlanOptions(args["exclude_key"], args["exclude_flavors"],
@@ -440,38 +480,20 @@ class EvacuateAndVerifyAction(SelfhealAction):
         if missing:
             raise ActionFailure("invalid_input", f"instance_ids not on host '{host}': {missing}",
                                 host=host)
-        result = {"host": host, "microversion": api.microversion, "fenced": fenced}
-        if args["dry_run"]:
-            for entry in entries:
-                entry["outcome"] = "skipped" if entry["decision"] == "skip" else "planned"
-            result.update(instances=earlier + entries, totals=totals(earlier + entries),
-                          seconds=round(time.monotonic() - started, 2), changes=[
-                              change(f"server {e['id']}", "would_evacuate")
-                              for e in entries if e["outcome"] == "planned"])
-            if not fenced:
-                result["note"] = (f"host '{host}' is not fenced yet: a real run refuses until "
-                                  "selfheal.fence_host has run")
-            return result
+        return entries, earlier
 
-        candidates = [s["host"] for s in services if s["host"] != host and s["state"] == "up"
-                      and s["status"] == "enabled"]
-        run = EvacuationRun(api, host, entries, RunOptions(
-            args["concurrency"], args["max_attempts"], args["target_hosts"], args["timeout"],
-            args["poll_interval"], candidates))
-        run.run()
+    def _plan_only(self, api, host, args, fenced_at, result, started):
+        entries, earlier = self._plan(api, host, args, fenced_at)
+        for entry in entries:
+            entry["outcome"] = "skipped" if entry["decision"] == "skip" else "planned"
         instances = earlier + entries
         result.update(instances=instances, totals=totals(instances),
-                      seconds=round(time.monotonic() - started, 2), changes=run.changes)
-        unrecovered = [e for e in instances if e["outcome"] in ("failed", "timed_out")]
-        if unrecovered:
-            details = {k: v for k, v in result.items() if k != "changes"}
-            raise ActionFailure(
-                "evacuation_incomplete",
-                f"{len(unrecovered)} of {len(instances)} instances on '{host}' were not "
-                "recovered: " + "; ".join(summary_line(e) for e in unrecovered) +
-                ". The others are verified. Fix the cause (capacity, target hosts) and run "
-                "the workflow again: it resumes without evacuating anything twice.",
-                changes=run.changes, **details)
+                      seconds=round(time.monotonic() - started, 2),
+                      changes=[change(f"server {e['id']}", "would_evacuate")
+                               for e in entries if e["outcome"] == "planned"])
+        if not result["fenced"]:
+            result["note"] = (f"host '{host}' is not fenced yet: a real run refuses until "
+                              "selfheal.fence_host has run")
         return result
 
     @staticmethod

@@ -7,11 +7,14 @@ dead host over RPC and hang). The disabled reason carries a marker saying who
 fenced the host and when (:mod:`selfheal_actions.markers`).
 """
 
+import time
+
+from novaclient import exceptions as nova_exc
+
 from selfheal_actions import clients
 from selfheal_actions import compute
 from selfheal_actions import inputs
 from selfheal_actions import markers
-from selfheal_actions import timeutil
 from selfheal_actions.results import ActionFailure
 from selfheal_actions.results import SelfhealAction
 from selfheal_actions.results import change
@@ -120,7 +123,7 @@ class FenceHostAction(SelfhealAction):
         service = compute.find_service(services, host)
         steps = fencing_steps(service, services, max_down_ratio, powered_off, force)
 
-        marker = markers.make(markers.FENCED, _execution_id(context), reason)
+        marker = markers.make(markers.FENCED, clients.execution_id(context), reason)
         changes = []
         resource = f"nova-compute service on {host}"
         for step in steps:
@@ -140,36 +143,39 @@ class FenceHostAction(SelfhealAction):
 class EnableHostAction(SelfhealAction):
     """Put a repaired, fenced host back: lift forced-down, then enable it.
 
-    Only when the host reports in again: its nova-compute service must have
-    sent a heartbeat within ``max_heartbeat_age`` seconds (a forced-down
-    service keeps heart-beating once its node is back). Refuses a service
+    Only when the host is healthy again, as Nova itself judges it: Nova
+    refuses to lift forced-down while finished evacuations still point at the
+    host (its nova-compute has not restarted and cleaned up yet), and once
+    lifted, the service must report ``up`` within ``wait_seconds``. If it does
+    not, forced-down is put back and nothing else changes. Refuses a service
     disabled by someone else or for planned maintenance unless ``force``.
     Running it on an enabled host changes nothing.
 
     :param host: nova-compute service host name (string, required).
-    :param max_heartbeat_age: seconds; default 60.
+    :param wait_seconds: how long to wait for the service to report up
+        after lifting forced-down (1-600, default 30).
     :param force: enable even a service disabled by someone else.
     :param dry_run: report what would change, change nothing.
     :param microversion: compute API microversion; empty negotiates.
-    :returns: ``host``, ``service_id``, ``enabled``, ``heartbeat_age``,
-        ``changes``. Error reasons: ``invalid_input``, ``host_not_found``,
-        ``host_not_reporting``, ``disabled_by_someone_else``,
-        ``host_in_maintenance``, plus the client errors of fence_host.
+    :returns: ``host``, ``service_id``, ``enabled``, ``changes``. Error
+        reasons: ``invalid_input``, ``host_not_found``, ``host_not_recovered``
+        (Nova still holds its evacuations), ``host_not_reporting``,
+        ``disabled_by_someone_else``, ``host_in_maintenance``, plus the
+        client errors of fence_host.
     """
 
     action_name = "selfheal.enable_host"
 
-    def __init__(self, host, max_heartbeat_age=60, force=False, dry_run=False,
-                 microversion=None):
+    def __init__(self, host, wait_seconds=30, force=False, dry_run=False, microversion=None):
         self.host = host
-        self.max_heartbeat_age = max_heartbeat_age
+        self.wait_seconds = wait_seconds
         self.force = force
         self.dry_run = dry_run
         self.microversion = microversion
 
     def execute(self, context):
         host = inputs.text("host", self.host)
-        max_age = inputs.number("max_heartbeat_age", self.max_heartbeat_age, 1)
+        wait_seconds = inputs.number("wait_seconds", self.wait_seconds, 1, 600)
         force = inputs.boolean("force", self.force)
         dry_run = inputs.boolean("dry_run", self.dry_run)
         version = inputs.microversion("microversion", self.microversion)
@@ -177,9 +183,9 @@ class EnableHostAction(SelfhealAction):
         nova = compute.NovaApi(clients.nova(context, version))
         service = compute.find_service(nova.compute_services(), host)
         forced, disabled = bool(service.get("forced_down")), service["status"] == "disabled"
+        result = {"host": host, "service_id": service["id"], "enabled": True, "changes": []}
         if not forced and not disabled:
-            return {"host": host, "service_id": service["id"], "enabled": True,
-                    "heartbeat_age": None, "changes": []}
+            return result
         kind = markers.kind_of(service.get("disabled_reason")) if disabled else markers.FENCED
         if kind == markers.MAINTENANCE and not force:
             raise ActionFailure(
@@ -192,37 +198,46 @@ class EnableHostAction(SelfhealAction):
                 f"host '{host}' was disabled by someone else (reason: "
                 f"{service.get('disabled_reason')!r}); selfheal leaves it alone. Pass "
                 "force=true to enable it anyway.", host=host)
-        age = heartbeat_age(service)
-        if age is None or age > max_age:
-            seen = "never" if age is None else f"{age:.0f} s ago"
-            raise ActionFailure(
-                "host_not_reporting",
-                f"nova-compute on '{host}' last reported {seen} (limit {max_age:.0f} s): the "
-                "host is not healthy yet, so it stays fenced. Repair it, check that "
-                "nova-compute runs, then try again.", host=host, heartbeat_age=age)
-        changes = []
         resource = f"nova-compute service on {host}"
+        if dry_run:
+            if forced:
+                result["changes"].append(change(resource, "forced_down_lifted"))
+            result["changes"].append(change(resource, "enabled"))
+            result.update(enabled=False, note="a real run first checks that the host "
+                          "reports up; it changes nothing if it does not")
+            return result
         if forced:
-            if not dry_run:
-                nova.force_down(service["id"], False)
-            changes.append(change(resource, "forced_down_lifted"))
+            self._lift_forced_down(nova, service, wait_seconds)
+            result["changes"].append(change(resource, "forced_down_lifted"))
+        elif service["state"] != "up":
+            raise ActionFailure("host_not_reporting", f"nova-compute on '{host}' is down: the "
+                                "host is not healthy yet. Repair it, check that nova-compute "
+                                "runs, then try again.", host=host)
         if disabled:
-            if not dry_run:
-                nova.enable(service["id"])
-            changes.append(change(resource, "enabled"))
-        return {"host": host, "service_id": service["id"], "enabled": not dry_run,
-                "heartbeat_age": round(age, 1), "changes": changes}
+            nova.enable(service["id"])
+            result["changes"].append(change(resource, "enabled"))
+        return result
 
-
-def heartbeat_age(service, now=None):
-    """Seconds since the service's last heartbeat (``updated_at``), or None."""
-    updated = timeutil.parse_time(service.get("updated_at"))
-    if updated is None:
-        return None
-    now = now or timeutil.utcnow()
-    return max((now - updated).total_seconds(), 0.0)
-
-
-def _execution_id(context):
-    execution = getattr(context, "execution", None)
-    return getattr(execution, "workflow_execution_id", None) or "manual"
+    def _lift_forced_down(self, nova, service, wait_seconds):
+        host = service["host"]
+        try:
+            nova.force_down(service["id"], False)
+        except nova_exc.BadRequest as error:
+            raise ActionFailure(
+                "host_not_recovered",
+                f"Nova will not lift forced-down on '{host}' yet: {compute.client_error(error)[1]} "
+                "Restart nova-compute on the repaired host (it cleans up the evacuated "
+                "instances), then try again.", host=host) from None
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            current = compute.find_service(nova.compute_services(), host)
+            if current["state"] == "up":
+                return
+            if time.monotonic() >= deadline:
+                nova.force_down(service["id"], True)
+                raise ActionFailure(
+                    "host_not_reporting",
+                    f"nova-compute on '{host}' did not report up within {wait_seconds:.0f} s, "
+                    "so it was forced down again and stays fenced. Repair the host, check that "
+                    "nova-compute runs, then try again.", host=host)
+            time.sleep(1)

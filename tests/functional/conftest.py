@@ -8,6 +8,7 @@ their servers) afterwards, so tests do not see each other's failures.
 
 import itertools
 import os
+import uuid
 
 import pytest
 
@@ -15,6 +16,8 @@ from selfheal_lab import lab
 from selfheal_lab import scenario
 
 _COUNTER = itertools.count(1)
+# unique per session: a kept lab remembers the hosts of earlier sessions
+_SESSION = uuid.uuid4().hex[:4]
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +40,7 @@ def make_hosts(cloud):
 
     def make(count=3):
         test_id = next(_COUNTER)
-        names = [f"t{test_id:02d}-{chr(ord('a') + i)}" for i in range(count)]
+        names = [f"t{_SESSION}{test_id:02d}-{chr(ord('a') + i)}" for i in range(count)]
         cloud.add_hosts(*names)
         created.extend(names)
         return names

@@ -38,6 +38,7 @@ class FakeNova:
         self.failures = {}  # destination host -> failures left
         self.calls = []
         self.ids = itertools.count(1)
+        self.aggregates = {}
 
     def fail_next(self, dest, count):
         self.failures[dest] = count
@@ -54,9 +55,13 @@ class FakeNova:
     def force_down(self, service_id, down=True):
         self.calls.append(("force_down", service_id, down))
         svc = next(s for s in self.services if s["id"] == service_id)
+        if not down and any(m["source_compute"] == svc["host"] and m["status"] == "done"
+                            for m in self.migrations):
+            raise nova_exc.BadRequest(400, f"Unable to force up host {svc['host']} as `done` "
+                                      "evacuation migration records remain associated")
         svc["forced_down"] = down
-        if down:
-            svc["state"] = "down"
+        # like Nova: a forced-down service is down; lifted, it is up only if it heartbeats
+        svc["state"] = "down" if down or not svc.get("alive", True) else "up"
 
     def disable(self, service_id, reason):
         self.calls.append(("disable", service_id, reason))
@@ -142,6 +147,28 @@ class FakeNova:
                 before = srv["OS-EXT-STS:vm_state"]
                 srv["OS-EXT-STS:vm_state"] = ("stopped" if self.stops_evacuated_servers
                                               or before == "stopped" else "active")
+
+    def create_aggregate(self, name):
+        self.calls.append(("create_aggregate", name))
+        if any(a["name"] == name for a in self.aggregates.values()):
+            raise nova_exc.Conflict(409, f"Aggregate {name} already exists.")
+        aggregate = {"id": next(self.ids), "name": name, "metadata": {},
+                     "created_at": timeutil.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f")}
+        self.aggregates[aggregate["id"]] = aggregate
+        return dict(aggregate)
+
+    def find_aggregate(self, name):
+        self.calls.append(("find_aggregate", name))
+        found = [a for a in self.aggregates.values() if a["name"] == name]
+        return dict(found[0], metadata=dict(found[0]["metadata"])) if found else None
+
+    def set_aggregate_metadata(self, aggregate_id, metadata):
+        self.calls.append(("set_aggregate_metadata", aggregate_id))
+        self.aggregates[aggregate_id]["metadata"].update(metadata)
+
+    def delete_aggregate(self, aggregate_id):
+        self.calls.append(("delete_aggregate", aggregate_id))
+        del self.aggregates[aggregate_id]
 
     def count(self, name):
         return sum(1 for c in self.calls if c[0] == name)

@@ -5,6 +5,7 @@ from selfheal_actions import markers
 from tests.unit.fake_nova import FakeNova
 from tests.unit.fake_nova import server
 from tests.unit.fake_nova import service
+from tests.unit.test_evacuation_run import Clock
 from tests.unit.test_fencing import Context
 
 HOST = "failed-1"
@@ -102,3 +103,18 @@ def test_locate_groups_by_host(use_fake):
     result = evacuation.LocateInstancesAction(instance_ids=["a", "b", "zz"]).run(Context())
     assert result.data["hosts"] == {HOST: ["a"], "ok-1": ["b"]}
     assert result.data["missing"] == ["zz"]
+
+
+def test_a_host_claimed_by_another_execution_is_left_alone(use_fake, monkeypatch):
+    from selfheal_actions import host_lock
+
+    nova = use_fake(cloud())
+    other = host_lock.HostLock(nova, HOST, owner="exec-other")
+    other.acquire(timeout=1)
+    clock = Clock()
+    monkeypatch.setattr(host_lock.time, "monotonic", clock)
+    monkeypatch.setattr(host_lock.time, "sleep", clock.sleep)
+    result = act(timeout=10)
+    assert result.error["reason"] == "host_busy"
+    assert "exec-other" in result.error["message"]
+    assert nova.count("evacuate") == 0

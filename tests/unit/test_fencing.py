@@ -117,24 +117,41 @@ def test_unknown_host_names_the_known_ones(use_fake):
     assert "h0, h1" in result.error["message"]
 
 
-def _fenced_service(age_seconds):
+def _fenced_service(alive):
     svc = service("h0", state="down", status="disabled", forced_down=True,
                   reason=markers.make(markers.FENCED, "e"))
-    svc["updated_at"] = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
-        seconds=age_seconds)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    svc["alive"] = alive
     return svc
 
 
-def test_enable_only_when_the_host_reports_again(use_fake):
-    nova = use_fake(FakeNova(services=[_fenced_service(600), service("h1")]))
+def test_enable_refused_while_nova_holds_evacuations(use_fake):
+    nova = use_fake(FakeNova(services=[_fenced_service(True), service("h1")]))
+    nova.migrations.append({"id": 1, "instance_uuid": "x", "source_compute": "h0",
+                            "status": "done"})
     result = fencing.EnableHostAction(host="h0").run(Context())
+    assert result.error["reason"] == "host_not_recovered"
+    assert "Restart nova-compute" in result.error["message"]
+    assert nova.services[0]["forced_down"] is True and nova.services[0]["status"] == "disabled"
+
+
+def test_enable_puts_forced_down_back_when_the_host_stays_silent(use_fake):
+    nova = use_fake(FakeNova(services=[_fenced_service(False), service("h1")]))
+    result = fencing.EnableHostAction(host="h0", wait_seconds=1).run(Context())
     assert result.error["reason"] == "host_not_reporting"
+    assert nova.services[0]["forced_down"] is True and nova.services[0]["status"] == "disabled"
+
+
+def test_enable_lifts_forced_down_then_enables(use_fake):
+    nova = use_fake(FakeNova(services=[_fenced_service(True), service("h1")]))
+    dry = fencing.EnableHostAction(host="h0", dry_run=True).run(Context())
+    assert [c["change"] for c in dry.data["changes"]] == ["forced_down_lifted", "enabled"]
     assert nova.services[0]["forced_down"] is True
-    nova.services[0].update(_fenced_service(2))
     result = fencing.EnableHostAction(host="h0").run(Context())
     assert [c["change"] for c in result.data["changes"]] == ["forced_down_lifted", "enabled"]
     assert nova.calls.index(("force_down", "svc-h0", False)) < nova.calls.index(
         ("enable", "svc-h0"))
+    again = fencing.EnableHostAction(host="h0").run(Context())
+    assert again.data["changes"] == [] and again.data["changed"] is False
 
 
 def test_enable_leaves_hosts_disabled_by_others(use_fake):
