@@ -56,6 +56,11 @@ def up(hosts=nova.DEFAULT_HOSTS, mode="embedded", driver=nova.DEFAULT_DRIVER):
     return {"nova": nova_info, "mistral": mistral_info, "cloud_config": str(config)}
 
 
+def down_mistral(mode):
+    """Stop only Mistral in ``mode`` (the rest of the lab keeps running)."""
+    mistral.down(mode=mode)
+
+
 def down():
     """Stop every lab process (by the PIDs the lab recorded)."""
     for mode in ("distributed", "embedded"):

@@ -50,6 +50,11 @@ class LabCloud:
         return next(s for s in self.nova().services.list(binary="nova-compute")
                     if s.host == host)
 
+    def up_hosts(self):
+        """Compute hosts Nova sees up and enabled."""
+        return {s.host for s in self.nova().services.list(binary="nova-compute")
+                if s.state == "up" and s.status == "enabled"}
+
     def wait_services(self, hosts, state_wanted, timeout=60):
         deadline = time.monotonic() + timeout
         while True:
