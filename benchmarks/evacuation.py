@@ -28,6 +28,7 @@ import time
 
 from selfheal_lab import lab
 from selfheal_lab import scenario
+from selfheal_lab import tables
 from selfheal_lab.services import nova as nova_box
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -116,10 +117,7 @@ def table(results):
                       f"{r['selfheal_requests_per_instance']:.2f}",
                       f"{r['floor_requests_per_instance']:.2f}",
                       f"{r['selfheal_verified']}/{r['instances']}") for r in results]
-    widths = [max(len(row[c]) for row in rows) for c in range(len(head))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
+    return tables.format_table(rows, markdown=True)
 
 
 def main(argv=None):
@@ -147,7 +145,8 @@ def main(argv=None):
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    meta = {"when": stamp, "command": "python3 tools/dev.py bench " + " ".join(argv or sys.argv[1:]),
+    command = "python3 tools/dev.py bench " + " ".join(argv or sys.argv[1:])
+    meta = {"when": stamp, "command": command.strip(),
             "workflow_input": workflow_input, "results": results}
     (RESULTS / "evacuation-latest.json").write_text(json.dumps(meta, indent=2))
     (RESULTS / "evacuation-latest.md").write_text(

@@ -246,9 +246,8 @@ class EvacuationRun:
                                                  "status": migration.get("status"),
                                                  "destination": migration.get("dest_compute")})
                     entry["decision"] = "evacuate"
-                self._after_failed_attempt(
-                    entry, f"migration_{migration.get('status')}"
-                    f"{' on ' + migration['dest_compute'] if migration.get('dest_compute') else ''}")
+                where = f" on {migration['dest_compute']}" if migration.get("dest_compute") else ""
+                self._after_failed_attempt(entry, f"migration_{migration.get('status')}{where}")
 
     def _finished_ids(self, entry):
         """Migration ids of earlier, finished attempts (a retry waits for a new one)."""

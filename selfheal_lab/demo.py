@@ -11,6 +11,7 @@ import time
 
 from selfheal_lab import lab
 from selfheal_lab import scenario
+from selfheal_lab import tables
 from selfheal_lab.services import mistral
 
 WF = "selfheal.host_failure.evacuate_host"
@@ -111,11 +112,7 @@ def run(keep_lab=False):
             outcome += f" ({entry['reason']})"
         rows.append((name, before[name], _describe(cloud.server(server_id)), outcome,
                      str(entry.get("attempts", "")), str(entry.get("seconds") or "")))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
-        if i == 0:
-            print("  " + "  ".join("-" * w for w in widths))
+    print(tables.format_table(rows, indent="  "))
     totals = evac.get("totals", {})
     print(f"\n  totals: {totals}; workflow {execution['state']} in "
           f"{evac.get('seconds', '?')} s of evacuation")
@@ -135,5 +132,6 @@ def run(keep_lab=False):
     else:
         lab.down()
     healed = execution["state"] == "SUCCESS"
-    print(f"\n{'All instances that should move were evacuated and verified.' if healed else 'Healing failed: see the table above.'}")
+    print("\nAll instances that should move were evacuated and verified." if healed
+          else "\nHealing failed: see the table above.")
     return 0 if healed else 1

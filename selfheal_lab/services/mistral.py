@@ -9,7 +9,7 @@ Two modes, which can run at the same time (separate folders, ports, PIDs):
 ``distributed``
     stock ``mistral-server --server api,engine,executor,notifier,periodic``
     (a master process forking one worker per component), RabbitMQ and
-    PostgreSQL (database ``selfheal_mistral``), remote executor. Endpoints
+    PostgreSQL (database ``selfheal_mistral_<lab tag>``), remote executor. Endpoints
     key ``mistral_distributed``. When RabbitMQ or PostgreSQL is not reachable
     on its standard loopback port, private instances are started from the
     Debian packages' binaries (data in the lab's state folder, free loopback
@@ -51,7 +51,6 @@ MODES = {
 PROCESS = "mistral"
 EMBEDDED_SCRIPT = pathlib.Path(__file__).resolve().with_name("mistral_embedded.py")
 DISTRIBUTED_SERVERS = "api,engine,executor,notifier,periodic"  # no event-engine: it spins a core
-DB_NAME = "selfheal_mistral"
 RABBIT_PORT = 5672
 POSTGRES_PORT = 5432
 TERMINAL_STATES = ("SUCCESS", "ERROR", "CANCELLED")
@@ -430,6 +429,11 @@ def _lab_tag():
     return hashlib.sha256(str(state.lab_dir().resolve()).encode()).hexdigest()[:8]
 
 
+def _db_name():
+    """The distributed Mistral's database, one per lab folder."""
+    return f"selfheal_mistral_{_lab_tag()}"
+
+
 def _backends(mode, python):
     if mode == "embedded":
         sdir = state.service_dir(MODES["embedded"]["service"])
@@ -441,7 +445,7 @@ def _backends(mode, python):
     tag = f"selfheal_{_lab_tag()}"
     return {
         "transport_url": f"rabbit://guest:guest@127.0.0.1:{rabbit_port}/",
-        "database": f"postgresql+psycopg2://{db_state['user']}@127.0.0.1:{pg_port}/{DB_NAME}",
+        "database": f"postgresql+psycopg2://{db_state['user']}@127.0.0.1:{pg_port}/{_db_name()}",
         # Exchange and topics named after this lab: no collision with any
         # other Mistral using the same broker.
         "default_extra": f"control_exchange = {tag}\n",
@@ -469,7 +473,7 @@ def _prepare_database(mode, python, conf, backends, sdir):
     marker = sdir / "db-ready"
     if backends["db_state"]["migrated"] and _read(marker) == backends["database"]:
         return
-    progress.step(f"migrating the PostgreSQL database {DB_NAME}")
+    progress.step(f"migrating the PostgreSQL database {_db_name()}")
     marker.unlink(missing_ok=True)
     _run([manage, "--config-file", str(conf), "upgrade", "head"], sdir, "db-upgrade")
     _run([manage, "--config-file", str(conf), "populate"], sdir, "db-populate")
@@ -527,9 +531,9 @@ def _create_database(python, pg_port):
         if user not in users:
             users.append(user)
     result = None
-    for attempt in range(20):  # a fresh private server may still be starting
+    for _ in range(20):  # a fresh private server may still be starting
         result = subprocess.run([str(python), "-c", _CREATE_DB, "127.0.0.1", str(pg_port),
-                                 DB_NAME, *users], capture_output=True, text=True)
+                                 _db_name(), *users], capture_output=True, text=True)
         if result.returncode == 0:
             break
         time.sleep(0.5)
@@ -571,9 +575,10 @@ def _as_service_user(user, paths):
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
-        raise MistralLabError(f"user {user!r} is missing (is its Debian package installed?)") from None
+        raise MistralLabError(
+            f"user {user!r} is missing (is its Debian package installed?)") from None
     for path in paths:
-        for root, dirs, files in os.walk(path):
+        for root, _, files in os.walk(path):
             os.chown(root, pw.pw_uid, pw.pw_gid)
             for f in files:
                 os.chown(os.path.join(root, f), pw.pw_uid, pw.pw_gid)

@@ -32,11 +32,10 @@ import mistral.cmd  # noqa: E402,F401  isort:skip
 import signal  # noqa: E402
 import threading  # noqa: E402
 
+from mistral import config  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 from oslo_log import log as logging  # noqa: E402
 from oslo_service import service  # noqa: E402
-
-from mistral import config  # noqa: E402
 
 CONF = cfg.CONF
 LOG = logging.getLogger("selfheal.mistral_embedded")

@@ -97,7 +97,8 @@ def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
         box_info = _call(control_url, "GET", "/info")
     except (RuntimeError, OSError, ValueError) as e:
         processes.stop(SERVICE, PROCESS)
-        raise RuntimeError(f"Nova in a box did not start: {e}\n--- {log} ---\n{_log_tail()}")
+        raise RuntimeError(
+            f"Nova in a box did not start: {e}\n--- {log} ---\n{_log_tail()}") from None
     info = {
         "compute_url": f"http://127.0.0.1:{port}/v2.1",
         "control_url": control_url,
@@ -110,7 +111,8 @@ def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
         "log": str(log),
     }
     state.update_endpoints(SERVICE, info)
-    progress.step(f"Nova in a box ready in {ready.get('seconds_to_ready')} s at {info['compute_url']}")
+    progress.step(f"Nova in a box ready in {ready.get('seconds_to_ready')} s "
+                  f"at {info['compute_url']}")
     return info
 
 

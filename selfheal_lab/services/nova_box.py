@@ -147,7 +147,6 @@ def build_box(args):
     import eventlet
     import eventlet.wsgi
     import oslo_messaging as messaging
-
     from nova import context as nova_context
     from nova import exception
     from nova import objects
