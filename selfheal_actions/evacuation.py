@@ -354,7 +354,8 @@ class EvacuateAndVerifyAction(SelfhealAction):
         seconds, outcome: evacuated / already_evacuated / skipped / failed /
         timed_out / planned, reason), ``totals``, ``seconds``, ``changes``.
         Error reasons: ``invalid_input``, ``host_not_found``,
-        ``host_not_fenced``, ``host_in_maintenance``,
+        ``host_not_fenced``, ``host_in_maintenance``, ``host_busy`` (another
+        execution still heals the host after ``timeout``),
         ``evacuation_incomplete`` (some instances failed or timed out; the
         details list them), and the client errors of fence_host.
     """
