@@ -16,7 +16,8 @@ def _lab(args):
     from selfheal_lab import lab
 
     if args.lab_command == "up":
-        info = lab.up(mode=args.mode)
+        hosts = tuple(f"compute-{i}" for i in range(1, args.hosts + 1))
+        info = lab.up(hosts=hosts, mode=args.mode, driver=args.driver)
         print(json.dumps({"nova": info["nova"]["compute_url"],
                           "mistral": info["mistral"]["url"],
                           "cloud_config": info["cloud_config"]}, indent=2))
@@ -59,6 +60,11 @@ def parser():
     lab.add_argument("lab_command", choices=["up", "down", "status"])
     lab.add_argument("--mode", choices=["embedded", "distributed"], default="embedded",
                      help="Mistral as one process (default) or api/engine/executor services")
+    lab.add_argument("--hosts", type=int, default=3,
+                     help="compute hosts of a new Nova (a running one keeps its hosts)")
+    lab.add_argument("--driver", default="fake.FakeDriver",
+                     help="Nova's fake virt driver: fake.FakeDriver (large capacity), "
+                          "fake.SmallFakeDriver, fake.FakeLiveMigrateDriver")
     lab.set_defaults(func=_lab)
     check = sub.add_parser("check", help="cross-check workbooks against the actions")
     check.add_argument("paths", nargs="*", help="workbook files (default: the shipped ones)")
