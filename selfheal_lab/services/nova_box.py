@@ -175,6 +175,9 @@ def build_box(args):
                        long_rpc_timeout=LONG_RPC_TIMEOUT)
             self.flags(api_paste_config=os.path.join(sys.prefix, "etc", "nova", "api-paste.ini"),
                        group="wsgi")
+            # A lab cloud: tests and benchmarks boot hundreds of servers in one project.
+            self.flags(instances=-1, cores=-1, ram=-1, server_groups=-1,
+                       server_group_members=-1, group="quota")
             self.policy = self.useFixture(nova_fixtures.RealPolicyFixture())
             self.neutron = self.useFixture(nova_fixtures.NeutronFixture(self))
             self.glance = self.useFixture(nova_fixtures.GlanceFixture(self))
