@@ -25,6 +25,7 @@ import pathlib
 import statistics
 import sys
 import time
+import uuid
 
 from selfheal_lab import lab
 from selfheal_lab import scenario
@@ -78,9 +79,10 @@ def run_floor(cloud, host, servers):
 
 def measure(cloud, count, repeat, workflow_input):
     rows = []
+    run = uuid.uuid4().hex[:4]  # a kept lab remembers earlier runs' host names
     for i in range(repeat):
-        ours_hosts, ours_servers = prepare(cloud, f"b{count}s{i}", count)
-        floor_hosts, floor_servers = prepare(cloud, f"b{count}f{i}", count)
+        ours_hosts, ours_servers = prepare(cloud, f"b{run}n{count}s{i}", count)
+        floor_hosts, floor_servers = prepare(cloud, f"b{run}n{count}f{i}", count)
         # alternate the order so neither always runs on a warmer Nova
         if i % 2:
             floor = run_floor(cloud, floor_hosts[0], floor_servers)

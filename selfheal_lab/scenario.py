@@ -98,7 +98,7 @@ class LabCloud:
         """Boot ``count`` servers on ``host`` at once; return their ids."""
         ids = [self.boot(f"{prefix}-{i:03d}", host, metadata=metadata, wait=False)
                for i in range(count)]
-        self.wait_servers(ids, "ACTIVE", timeout=60 + count)
+        self.wait_servers(ids, "ACTIVE", timeout=60 + 4 * count)
         return ids
 
     def set_state(self, server_id, state):
