@@ -156,3 +156,126 @@ def check_workbook_text(text, name="workbook", actions=None):
     if not isinstance(spec, dict) or "workflows" not in spec:
         return [Problem(name, "not a Mistral workbook (no 'workflows' section)")]
     return check_workbook(spec, name, actions)
+
+
+# Vitrage templates ---------------------------------------------------------
+
+_FUNCTION = re.compile(r"^(get_attr|get_param)\(([^()]*)\)$")
+_TERM = re.compile(r"([A-Za-z_][\w.-]*)\s*\[\s*\w+\s*\]\s*([A-Za-z_][\w.-]*)|([A-Za-z_][\w.-]*)")
+_KEYWORDS = {"AND", "OR", "NOT"}
+
+
+def workbook_workflows(paths):
+    """``{"<workbook>.<workflow>": (required inputs, optional inputs)}``."""
+    found = {}
+    for path in paths:
+        spec = yaml.safe_load(path.read_text())
+        for wf_name, workflow in (spec.get("workflows") or {}).items():
+            found[f"{spec['name']}.{wf_name}"] = declared_inputs(workflow)
+    return found
+
+
+def _condition_groups(condition):
+    """Entity names of a condition, and groups of names linked by relationships."""
+    names, links = set(), []
+    for left, right, single in _TERM.findall(condition.replace("(", " ").replace(")", " ")):
+        if single in _KEYWORDS:
+            continue
+        if left:
+            names |= {left, right}
+            links.append((left, right))
+        else:
+            names.add(single)
+    return names, links
+
+
+def _connected(names, links):
+    component = {n: n for n in names}
+
+    def root(n):
+        while component[n] != n:
+            n = component[n]
+        return n
+
+    for a, b in links:
+        component[root(a)] = root(b)
+    return len({root(n) for n in names}) <= 1
+
+
+def _check_value(where, key, value, entities, parameters):
+    problems = []
+    if not isinstance(value, str):
+        return [Problem(where, f"'{key}' is {type(value).__name__} {value!r}: Vitrage's "
+                        "evaluator needs strings here (quote it)")]
+    if "(" not in value and ")" not in value:
+        return problems
+    match = _FUNCTION.match(value.strip())
+    if not match:
+        return [Problem(where, f"'{key}': {value!r} has parentheses but is not a get_attr(...) "
+                        "or get_param(...) call; the validator accepts it but the evaluator "
+                        "crashes on it. Remove the parentheses.")]
+    function, args = match.group(1), [a.strip() for a in match.group(2).split(",")]
+    if function == "get_attr" and (len(args) != 2 or args[0] not in entities):
+        problems.append(Problem(where, f"'{key}': {value} names no entity of this template "
+                                f"(entities: {sorted(entities)})"))
+    if function == "get_param" and (len(args) != 1 or args[0] not in parameters):
+        problems.append(Problem(where, f"'{key}': {value} names no declared parameter"))
+    return problems
+
+
+def check_vitrage_template(spec, name, workflows):
+    """Cross-check a parsed v3 template dict; return a list of Problems.
+
+    :param workflows: from :func:`workbook_workflows`.
+    """
+    problems = []
+    if str((spec.get("metadata") or {}).get("version")) != "3":
+        problems.append(Problem(name, "metadata.version must be 3"))
+    entities = spec.get("entities") or {}
+    parameters = spec.get("parameters") or {}
+    for entity, props in entities.items():
+        for key, value in (props or {}).items():
+            problems += _check_value(f"{name}: entity {entity}", key, value, entities,
+                                     parameters)
+    for number, scenario in enumerate(spec.get("scenarios") or [], 1):
+        where = f"{name}: scenario {number}"
+        condition = scenario.get("condition") or ""
+        names, links = _condition_groups(condition)
+        unknown = sorted(names - set(entities))
+        if unknown:
+            problems.append(Problem(where, f"condition names unknown entities {unknown}"))
+        elif not _connected(names, links):
+            problems.append(Problem(where, "condition is disconnected: every entity must be "
+                                    "linked to the others by a relationship"))
+        for action in scenario.get("actions") or []:
+            for kind, props in action.items():
+                props = props or {}
+                for key, value in props.items():
+                    values = value.items() if isinstance(value, dict) else [(key, value)]
+                    for sub_key, sub_value in values:
+                        problems += _check_value(f"{where}, {kind}", sub_key, sub_value,
+                                                 entities, parameters)
+                if kind == "execute_mistral":
+                    problems += _check_mistral_call(f"{where}, execute_mistral", props,
+                                                    workflows)
+    return problems
+
+
+def _check_mistral_call(where, props, workflows):
+    workflow = props.get("workflow")
+    if workflow not in workflows:
+        return [Problem(where, f"workflow '{workflow}' is not in the workbooks "
+                        f"(known: {sorted(workflows)})")]
+    required, optional = workflows[workflow]
+    return _check_call(where, set(props.get("input") or {}), required, optional,
+                       f"workflow {workflow}")
+
+
+def check_vitrage_template_text(text, name, workflows):
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        return [Problem(name, f"not valid YAML: {e}")]
+    if not isinstance(spec, dict) or "scenarios" not in spec:
+        return [Problem(name, "not a Vitrage template (no 'scenarios' section)")]
+    return check_vitrage_template(spec, name, workflows)

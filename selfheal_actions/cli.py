@@ -2,7 +2,7 @@
 
     selfheal demo [--keep-lab]        a host failure healed on the local lab
     selfheal lab up|down|status       the lab of real OpenStack services
-    selfheal check [PATHS...]         static cross-checks of workbooks
+    selfheal check [PATHS...]         static cross-checks of workbooks and templates
 
 Errors are one line saying what to do, not a traceback.
 """
@@ -40,13 +40,21 @@ def _check(args):
     from selfheal_actions import checks
     from selfheal_actions import data
 
-    paths = [pathlib.Path(p) for p in args.paths] or data.workbook_paths()
+    paths = [pathlib.Path(p) for p in args.paths] or (
+        data.workbook_paths() + data.vitrage_template_paths())
+    workbooks = [p for p in paths if "workflows:" in p.read_text()]
+    workflows = checks.workbook_workflows(workbooks or data.workbook_paths())
     problems = []
     for path in paths:
-        problems += checks.check_workbook_text(path.read_text(), str(path))
+        if path in workbooks:
+            problems += checks.check_workbook_text(path.read_text(), str(path))
+        else:
+            problems += checks.check_vitrage_template_text(path.read_text(), str(path),
+                                                           workflows)
     for problem in problems:
         print(problem)
-    print(f"{len(paths)} workbook(s) checked, {len(problems)} problem(s)")
+    print(f"{len(workbooks)} workbook(s) and {len(paths) - len(workbooks)} Vitrage template(s) "
+          f"checked: {len(problems)} problem(s)")
     return 1 if problems else 0
 
 
@@ -66,8 +74,9 @@ def parser():
                      help="Nova's fake virt driver: fake.FakeDriver (large capacity), "
                           "fake.SmallFakeDriver, fake.FakeLiveMigrateDriver")
     lab.set_defaults(func=_lab)
-    check = sub.add_parser("check", help="cross-check workbooks against the actions")
-    check.add_argument("paths", nargs="*", help="workbook files (default: the shipped ones)")
+    check = sub.add_parser("check", help="cross-check workbooks and Vitrage templates")
+    check.add_argument("paths", nargs="*",
+                       help="workbook or template files (default: the shipped ones)")
     check.set_defaults(func=_check)
     return top
 

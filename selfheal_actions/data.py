@@ -32,3 +32,8 @@ def vitrage_templates_dir():
 def workbook_paths():
     """Every shipped workbook file, sorted."""
     return sorted(workbooks_dir().glob("*.yaml"))
+
+
+def vitrage_template_paths():
+    """Every shipped Vitrage template file, sorted."""
+    return sorted(vitrage_templates_dir().glob("*.yaml"))

@@ -1,0 +1,64 @@
+"""Every shipped Vitrage template is cross-checked against the workbooks.
+
+Vitrage's own validator (run in the lab's Vitrage venv, see
+tests/functional/test_vitrage.py) lets some mistakes through that crash the
+evaluator or send Mistral a wrong call; these checks catch them.
+"""
+
+import pytest
+import yaml
+
+from selfheal_actions import alarms
+from selfheal_actions import checks
+from selfheal_actions import data
+
+TEMPLATES = data.vitrage_template_paths()
+WORKFLOWS = checks.workbook_workflows(data.workbook_paths())
+
+
+def test_templates_are_shipped():
+    assert {p.name for p in TEMPLATES} >= {"host_failure.yaml", "instance_unreachable.yaml"}
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_shipped_template_is_clean(path):
+    assert checks.check_vitrage_template_text(path.read_text(), path.name, WORKFLOWS) == []
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_templates_use_the_one_maintenance_alarm(path):
+    entities = yaml.safe_load(path.read_text())["entities"]
+    assert entities["maintenance"] == {"type": alarms.MAINTENANCE_ALARM_TYPE,
+                                       "name": alarms.MAINTENANCE_ALARM}
+
+
+def _host_template():
+    return (data.vitrage_templates_dir() / "host_failure.yaml").read_text()
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("alarm_name: selfheal.instance.host_down", "alarm_name: host down (deduced)",
+     "has parentheses but is not a get_attr"),
+    ("reason: get_attr(nic_down, name)", "reason: get_attr(nic_alarm, name)",
+     "names no entity of this template"),
+    ("reason: get_attr(nic_down, name)", "reason: 5", "'reason' is int"),
+    ("workflow: selfheal.host_failure.evacuate_host\n          input:\n            host: "
+     "get_attr(host, name)\n            reason: get_attr(nic_down, name)",
+     "workflow: selfheal.host_failure.evacuate_hots\n          input:\n            host: "
+     "get_attr(host, name)\n            reason: get_attr(nic_down, name)",
+     "is not in the workbooks"),
+    ("            host: get_attr(host, name)\n            reason: get_attr(nic_down, name)",
+     "            hostname: get_attr(host, name)\n            reason: get_attr(nic_down, name)",
+     "has no input(s) ['hostname']"),
+    ("  - condition: nic_down [on] host AND NOT maintenance [on] host",
+     "  - condition: nic_down [on] host AND instance AND NOT maintenance [on] host",
+     "condition is disconnected"),
+    ("name: get_param(nic_down_alarm)", "name: get_param(nic_alarm)",
+     "names no declared parameter"),
+])
+def test_broken_copies_are_caught(old, new, expected):
+    text = _host_template()
+    assert old in text
+    problems = checks.check_vitrage_template_text(text.replace(old, new, 1), "copy.yaml",
+                                                  WORKFLOWS)
+    assert any(expected in str(p) for p in problems), problems
