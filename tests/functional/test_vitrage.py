@@ -12,7 +12,6 @@ import pytest
 
 from selfheal_actions import data
 from selfheal_lab import lab
-from selfheal_lab.services import mistral
 from selfheal_lab.services import vitrage
 
 HOST_WF = "selfheal.host_failure.evacuate_host"
