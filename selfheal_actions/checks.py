@@ -147,15 +147,21 @@ def check_workbook(spec, name="workbook", actions=None):
     return problems
 
 
-def check_workbook_text(text, name="workbook", actions=None):
-    """Parse YAML text and cross-check it; a YAML error is one Problem."""
+def _load(text, name, section, kind):
+    """``(spec, problems)``: the parsed YAML, or why it is not a ``kind``."""
     try:
         spec = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        return [Problem(name, f"not valid YAML: {e}")]
-    if not isinstance(spec, dict) or "workflows" not in spec:
-        return [Problem(name, "not a Mistral workbook (no 'workflows' section)")]
-    return check_workbook(spec, name, actions)
+        return None, [Problem(name, f"not valid YAML: {e}")]
+    if not isinstance(spec, dict) or section not in spec:
+        return None, [Problem(name, f"not a {kind} (no '{section}' section)")]
+    return spec, []
+
+
+def check_workbook_text(text, name="workbook", actions=None):
+    """Parse YAML text and cross-check it; a YAML error is one Problem."""
+    spec, problems = _load(text, name, "workflows", "Mistral workbook")
+    return problems or check_workbook(spec, name, actions)
 
 
 # Vitrage templates ---------------------------------------------------------
@@ -272,10 +278,6 @@ def _check_mistral_call(where, props, workflows):
 
 
 def check_vitrage_template_text(text, name, workflows):
-    try:
-        spec = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        return [Problem(name, f"not valid YAML: {e}")]
-    if not isinstance(spec, dict) or "scenarios" not in spec:
-        return [Problem(name, "not a Vitrage template (no 'scenarios' section)")]
-    return check_vitrage_template(spec, name, workflows)
+    """Parse a template's YAML text and cross-check it against ``workflows``."""
+    spec, problems = _load(text, name, "scenarios", "Vitrage template")
+    return problems or check_vitrage_template(spec, name, workflows)
