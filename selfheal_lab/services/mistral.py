@@ -397,6 +397,11 @@ run_in_api = False
 
 [legacy_action_provider]
 load_action_plugins = True
+
+# Every lab service listens on loopback, which std.http refuses by default
+# (SSRF protection); keep refusing link-local (the metadata service).
+[action_std_http]
+denied_cidrs = 169.254.0.0/16,fe80::/10
 """
     if mode == "embedded":
         return common + """

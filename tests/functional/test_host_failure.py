@@ -276,3 +276,32 @@ def test_mistral_has_our_actions(cloud):
     names = {a["name"] for a in mistral.list_actions(cloud.mistral_url)}
     assert {"selfheal.fence_host", "selfheal.evacuate_and_verify", "selfheal.enable_host",
             "selfheal.locate_instances"} <= names
+
+
+def test_fencing_workflow_powers_the_node_off_before_fencing(cloud, make_hosts):
+    """The hook runs first; after it, a host Nova still sees up may be fenced."""
+    alive, _, _ = make_hosts(3)
+    server = cloud.boot("vm", alive)
+    control = cloud.nova_info["control_url"]
+    mistral.create_or_update_workbook(cloud.mistral_url, f"""---
+version: '2.0'
+name: labpower
+workflows:
+  power_off:
+    input:
+      - host
+    tasks:
+      cut_power:
+        action: std.http
+        input:
+          url: {control}/hosts/<% $.host %>/stop
+          method: POST
+""")
+
+    execution = cloud.run_workflow(WF, {"host": alive, "fencing_workflow": "labpower.power_off"})
+
+    assert execution["state"] == "SUCCESS", execution.get("output")
+    assert {h["host"]: h["running"] for h in nova_box.hosts()}[alive] is False
+    assert cloud.service(alive).forced_down is True
+    assert host_of(cloud.server(server)) != alive
+    assert len(done_evacuations(cloud, server)) == 1
