@@ -140,8 +140,8 @@ def decide(server, migration, options, evacuated_by_us=False):
         return "evacuate", None, power_of(server)
     if vm in RESET_STATES or vm in ("active", "stopped"):
         # Paused, suspended... or a task the dead host will never finish.
-        return "reset_and_evacuate", f"{vm}/{task or 'no task'}", RUNNING if vm != "stopped" \
-            else SHUTOFF
+        reason = f"was {vm}" if vm in RESET_STATES else f"stuck in task {task}"
+        return "reset_and_evacuate", reason, SHUTOFF if vm == "stopped" else RUNNING
     return "skip", f"unhandled_state_{vm or 'unknown'}", None
 
 

@@ -94,3 +94,10 @@ def test_already_evacuated_since_fencing():
     found = plans.already_evacuated(migs, [server("back")], since)
     assert [m["instance_uuid"] for m in found] == ["new"]
     assert plans.already_evacuated(migs, [], None) == []
+
+
+def test_reset_reasons_read_naturally():
+    got = decisions([server("p", vm_state="paused"),
+                     server("t", vm_state="active", task_state="powering-off")])
+    assert got["p"][1] == "was paused"
+    assert got["t"][1] == "stuck in task powering-off"
