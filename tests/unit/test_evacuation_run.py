@@ -1,5 +1,5 @@
-from selfheal_actions import evacuation
 from selfheal_actions import evacuation_plan as plans
+from selfheal_actions import evacuation_run
 from tests.unit.fake_nova import FakeNova
 from tests.unit.fake_nova import server
 from tests.unit.fake_nova import service
@@ -30,8 +30,8 @@ def run(nova, options=None, **plan_options):
     entries = plans.plan(HOST, nova.servers_on_host(HOST), nova.evacuations_from(HOST),
                          plans.PlanOptions(**plan_options))
     clock = Clock()
-    opts = options or evacuation.RunOptions(candidate_hosts=["ok-1", "ok-2", "ok-3"])
-    evacuation.EvacuationRun(nova, HOST, entries, opts, clock=clock, sleep=clock.sleep).run()
+    opts = options or evacuation_run.RunOptions(candidate_hosts=["ok-1", "ok-2", "ok-3"])
+    evacuation_run.EvacuationRun(nova, HOST, entries, opts, clock=clock, sleep=clock.sleep).run()
     return {e["name"]: e for e in entries}, clock
 
 
@@ -69,7 +69,7 @@ def test_failed_evacuation_is_retried_on_another_host():
 def test_gives_up_after_max_attempts_with_a_reason():
     nova = cloud([server("a")], hosts=("ok-1",))
     nova.fail_next("ok-1", 10)
-    got, _ = run(nova, evacuation.RunOptions(max_attempts=2, candidate_hosts=["ok-1"]))
+    got, _ = run(nova, evacuation_run.RunOptions(max_attempts=2, candidate_hosts=["ok-1"]))
     assert got["a"]["outcome"] == "failed"
     assert got["a"]["attempts"] == 2
     assert got["a"]["reason"].startswith("migration_failed")
@@ -78,12 +78,12 @@ def test_gives_up_after_max_attempts_with_a_reason():
 def test_reserved_hosts_are_tried_in_order_and_exhausted():
     nova = cloud([server("a")])
     nova.fail_next("ok-2", 1)
-    got, _ = run(nova, evacuation.RunOptions(target_hosts=["ok-2", "ok-3"]))
+    got, _ = run(nova, evacuation_run.RunOptions(target_hosts=["ok-2", "ok-3"]))
     assert [c[2] for c in nova.calls if c[0] == "evacuate"] == ["ok-2", "ok-3"]
     assert got["a"]["destination"] == "ok-3"
     nova = cloud([server("b")])
     nova.fail_next("ok-2", 5)
-    got, _ = run(nova, evacuation.RunOptions(target_hosts=["ok-2"], max_attempts=3))
+    got, _ = run(nova, evacuation_run.RunOptions(target_hosts=["ok-2"], max_attempts=3))
     assert got["b"]["outcome"] == "failed" and got["b"]["reason"] == "no_target_left"
 
 
@@ -99,7 +99,7 @@ def test_concurrency_window_is_respected():
         in_flight_max = max(in_flight_max, busy)
 
     nova.evacuate = counting
-    got, _ = run(nova, evacuation.RunOptions(concurrency=4))
+    got, _ = run(nova, evacuation_run.RunOptions(concurrency=4))
     assert in_flight_max == 4
     assert all(e["outcome"] == "evacuated" for e in got.values())
 
@@ -119,7 +119,7 @@ def test_concurrent_request_conflict_is_adopted():
     entries = plans.plan(HOST, nova.servers_on_host(HOST), [], plans.PlanOptions())
     nova.evacuate("a")  # another execution got there between our plan and our request
     clock = Clock()
-    evacuation.EvacuationRun(nova, HOST, entries, evacuation.RunOptions(), clock=clock,
+    evacuation_run.EvacuationRun(nova, HOST, entries, evacuation_run.RunOptions(), clock=clock,
                              sleep=clock.sleep).run()
     assert entries[0]["outcome"] == "evacuated"
     assert len(nova.migrations) == 1
@@ -131,7 +131,7 @@ def test_already_moved_by_someone_else_is_verified_not_repeated():
     nova.evacuate("a")
     nova.evacuations_from(HOST)  # the other run's evacuation finished
     clock = Clock()
-    evacuation.EvacuationRun(nova, HOST, entries, evacuation.RunOptions(), clock=clock,
+    evacuation_run.EvacuationRun(nova, HOST, entries, evacuation_run.RunOptions(), clock=clock,
                              sleep=clock.sleep).run()
     assert entries[0]["outcome"] == "already_evacuated"
     assert len(nova.migrations) == 1
@@ -147,14 +147,14 @@ def test_unfenced_host_is_never_evacuated():
 
 def test_timeout_bounds_the_run():
     nova = cloud([server("a")], steps_to_finish=10**6)
-    got, clock = run(nova, evacuation.RunOptions(timeout=30, poll_interval=2))
+    got, clock = run(nova, evacuation_run.RunOptions(timeout=30, poll_interval=2))
     assert got["a"]["outcome"] == "timed_out"
     assert 30 <= clock.now < 33
 
 
 def test_polling_is_per_host_not_per_instance():
     nova = cloud([server(f"s{i:02d}") for i in range(40)], steps_to_finish=2)
-    run(nova, evacuation.RunOptions(concurrency=40))
+    run(nova, evacuation_run.RunOptions(concurrency=40))
     polls = nova.count("evacuations_from") + nova.count("servers_changed_since")
     assert polls < 20, polls
     assert nova.count("get_server") == 0
@@ -173,6 +173,6 @@ def test_deleted_server_is_reported_skipped():
     entries = plans.plan(HOST, nova.servers_on_host(HOST), [], plans.PlanOptions())
     del nova.servers["a"]
     clock = Clock()
-    evacuation.EvacuationRun(nova, HOST, entries, evacuation.RunOptions(), clock=clock,
+    evacuation_run.EvacuationRun(nova, HOST, entries, evacuation_run.RunOptions(), clock=clock,
                              sleep=clock.sleep).run()
     assert entries[0]["outcome"] == "skipped" and entries[0]["reason"] == "server_deleted"

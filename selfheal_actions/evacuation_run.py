@@ -1,0 +1,314 @@
+"""Carry out an evacuation plan and verify every instance.
+
+:class:`EvacuationRun` carries out a plan from
+:mod:`selfheal_actions.evacuation_plan` against a :class:`NovaApi` (or a fake
+with the same methods): it keeps at most ``concurrency`` evacuations in
+flight, reads their outcome from Nova's migration records (a cheap list per
+poll for the whole host, never one call per instance per second), retries a
+failed one on another host, and verifies every instance: migration ``done``,
+on a different host, in the power state it had before.
+"""
+
+import datetime
+import logging
+import time
+
+from novaclient import exceptions as nova_exc
+
+from selfheal_actions import compute
+from selfheal_actions import evacuation_plan as plans
+from selfheal_actions import timeutil
+from selfheal_actions.results import change
+
+LOG = logging.getLogger(__name__)
+
+#: how far back "changes-since" looks, against clock skew with Nova
+CLOCK_MARGIN = 120
+#: an adopted rebuild with no migration record after this long is redone
+ADOPT_GRACE = 30
+#: seconds between polls while evacuations make progress
+FAST_POLL = 0.5
+
+PENDING, EVACUATING, VERIFYING, FINISHED = "pending", "evacuating", "verifying", "finished"
+
+
+class RunOptions:
+    """How a run behaves (validated inputs)."""
+
+    def __init__(self, concurrency=10, max_attempts=3, target_hosts=(), timeout=600,
+                 poll_interval=2.0, candidate_hosts=()):
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.target_hosts = list(target_hosts)
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        #: up and enabled hosts to retry on when the scheduler's pick failed
+        self.candidate_hosts = list(candidate_hosts)
+
+
+class EvacuationRun:
+    """Carry out the evacuations of one host and verify them.
+
+    :param api: a :class:`selfheal_actions.compute.NovaApi` or a fake.
+    :param host: the fenced source host.
+    :param entries: plan entries (:func:`evacuation_plan.plan`); updated in
+        place with ``outcome``, ``destination``, ``attempts`` and so on.
+    :param options: :class:`RunOptions`.
+    """
+
+    def __init__(self, api, host, entries, options, clock=time.monotonic, sleep=time.sleep,
+                 on_cycle=None):
+        self.api = api
+        self.on_cycle = on_cycle or (lambda: None)
+        self.host = host
+        self.options = options
+        self.clock = clock
+        self.sleep = sleep
+        self.started = clock()
+        self.since = timeutil.utcnow().replace(microsecond=0)
+        self.deadline = self.started + options.timeout
+        self.changes = []
+        self.work = [e for e in entries if e["decision"] != "skip"]
+        for entry in entries:
+            entry.setdefault("attempts", 0)
+            entry.setdefault("attempt_log", [])
+            entry.setdefault("destination", None)
+            entry.setdefault("migration_id", None)
+            entry.setdefault("migration_status", None)
+            entry.setdefault("seconds", None)
+            if entry["decision"] == "skip":
+                entry["outcome"] = "skipped"
+                entry["phase"] = FINISHED
+            elif entry["decision"] == "adopt":
+                entry["phase"] = EVACUATING
+                entry["began"] = self.clock()
+            else:
+                entry["phase"] = PENDING
+        self.known_migrations = {}
+
+    # the loop
+    def run(self):
+        """Run until every instance is finished or the time is up; return entries."""
+        interval = FAST_POLL
+        while not self._all_finished():
+            before = self._snapshot()
+            self.on_cycle()
+            self._launch()
+            self._poll_migrations()
+            self._verify()
+            if self._all_finished():
+                break
+            if self.clock() >= self.deadline:
+                self._time_out()
+                break
+            self.sleep(min(interval, max(self.deadline - self.clock(), 0)))
+            # Poll fast while things move; back off while Nova is busy.
+            moved = self._snapshot() != before
+            interval = FAST_POLL if moved else min(interval * 1.5, self.options.poll_interval)
+        for entry in self.work:
+            for internal in ("began", "phase", "already", "power_fixed"):
+                entry.pop(internal, None)
+        return self.work
+
+    def _snapshot(self):
+        return [(e["phase"], e["attempts"], e.get("migration_status")) for e in self.work]
+
+    def _all_finished(self):
+        return all(e["phase"] == FINISHED for e in self.work)
+
+    def _in_phase(self, phase):
+        return [e for e in self.work if e["phase"] == phase]
+
+    def _finish(self, entry, outcome, reason=None):
+        entry["phase"] = FINISHED
+        entry["outcome"] = outcome
+        if reason:
+            entry["reason"] = reason
+        if entry.get("began") is not None:
+            entry["seconds"] = round(self.clock() - entry["began"], 2)
+        LOG.info("%s %s (%s): %s%s", self.host, entry["name"], entry["id"], outcome,
+                 f" ({reason})" if reason else "")
+
+    # launching evacuations
+    def _launch(self):
+        in_flight = len(self._in_phase(EVACUATING))
+        for entry in self._in_phase(PENDING):
+            if in_flight >= self.options.concurrency:
+                return
+            target = self._next_target(entry)
+            if target is False:
+                self._finish(entry, "failed", "no_target_left")
+                continue
+            if self._start_evacuation(entry, target):
+                in_flight += 1
+
+    def _next_target(self, entry):
+        """None for the scheduler, a host name, or False when none is left."""
+        tried = {a["destination"] for a in entry["attempt_log"] if a.get("destination")}
+        tried |= {a["target"] for a in entry["attempt_log"] if a.get("target")}
+        if self.options.target_hosts:
+            left = [h for h in self.options.target_hosts if h not in tried and h != self.host]
+            return left[0] if left else False
+        if not entry["attempt_log"]:
+            return None
+        left = [h for h in self.options.candidate_hosts if h not in tried and h != self.host]
+        # Spread retries over the hosts left; with none known, ask the scheduler again.
+        return left[entry["attempts"] % len(left)] if left else None
+
+    def _start_evacuation(self, entry, target):
+        entry.setdefault("began", self.clock())
+        entry["attempts"] += 1
+        attempt = {"target": target, "destination": None, "migration_id": None, "status": None}
+        entry["attempt_log"].append(attempt)
+        try:
+            if entry["decision"] == "reset_and_evacuate" and entry["attempts"] == 1:
+                self.api.reset_to_error(entry["id"])
+                self.changes.append(change(f"server {entry['id']}", "reset_to_error"))
+            self.api.evacuate(entry["id"], target)
+        except nova_exc.ClientException as error:
+            return self._evacuate_refused(entry, attempt, error)
+        self.changes.append(change(f"server {entry['id']}", "evacuation_requested",
+                                   target=target or "scheduler"))
+        entry["phase"] = EVACUATING
+        LOG.info("%s %s: evacuation %d requested (target %s)", self.host, entry["name"],
+                 entry["attempts"], target or "scheduler")
+        return True
+
+    def _evacuate_refused(self, entry, attempt, error):
+        code, message = compute.client_error(error)
+        attempt["status"] = f"refused: {message}"
+        if code == 404:
+            self._finish(entry, "skipped", "server_deleted")
+            return False
+        if code == 409 and "rebuilding" in message:
+            # Someone else's evacuation is in flight: pick it up, do not repeat it.
+            entry["attempts"] -= 1
+            entry["attempt_log"].pop()
+            entry["decision"] = "adopt"
+            entry["phase"] = EVACUATING
+            return True
+        if code == 400 and "in use" in message:
+            server = self.api.get_server(entry["id"])
+            if server is not None and server.get("OS-EXT-SRV-ATTR:host") != self.host:
+                # Already moved by a concurrent run: verify, do not evacuate again.
+                entry["attempts"] -= 1
+                entry["attempt_log"].pop()
+                entry["phase"] = VERIFYING
+                entry["already"] = True
+                return False
+            self._finish(entry, "failed", "host_not_fenced")
+            return False
+        attempt["destination"] = attempt["target"]
+        self._after_failed_attempt(entry, f"evacuate_refused: {message}")
+        return False
+
+    def _after_failed_attempt(self, entry, reason):
+        if entry["attempts"] >= self.options.max_attempts:
+            self._finish(entry, "failed", reason)
+        else:
+            entry["phase"] = PENDING
+            LOG.info("%s %s: attempt %d failed (%s), retrying", self.host, entry["name"],
+                     entry["attempts"], reason)
+
+    # reading migration records
+    def _poll_migrations(self):
+        watching = self._in_phase(EVACUATING)
+        if not watching:
+            return
+        migrations = self.api.evacuations_from(self.host, since=self._since())
+        latest = plans.latest_migrations(migrations)
+        for entry in watching:
+            migration = latest.get(entry["id"])
+            if migration is None or migration["id"] in self._finished_ids(entry):
+                if entry["decision"] == "adopt" and self.clock() - entry["began"] > ADOPT_GRACE:
+                    entry["decision"] = "reset_and_evacuate"
+                    entry["phase"] = PENDING
+                continue
+            entry["migration_id"] = migration["id"]
+            entry["migration_status"] = migration.get("status")
+            if entry["attempt_log"]:
+                entry["attempt_log"][-1].update(migration_id=migration["id"],
+                                                status=migration.get("status"),
+                                                destination=migration.get("dest_compute"))
+            phase = plans.migration_phase(migration)
+            if phase == plans.DONE:
+                entry["phase"] = VERIFYING
+            elif phase == plans.FAILED:
+                if entry["decision"] == "adopt":
+                    entry["attempts"] += 1
+                    entry["attempt_log"].append({"target": None, "migration_id": migration["id"],
+                                                 "status": migration.get("status"),
+                                                 "destination": migration.get("dest_compute")})
+                    entry["decision"] = "evacuate"
+                where = f" on {migration['dest_compute']}" if migration.get("dest_compute") else ""
+                self._after_failed_attempt(entry, f"migration_{migration.get('status')}{where}")
+
+    def _finished_ids(self, entry):
+        """Migration ids of earlier, finished attempts (a retry waits for a new one)."""
+        return {a["migration_id"] for a in entry["attempt_log"][:-1] if a.get("migration_id")}
+
+    def _since(self):
+        return self.since - datetime.timedelta(seconds=CLOCK_MARGIN)
+
+    # verifying where each instance landed
+    def _verify(self):
+        checking = self._in_phase(VERIFYING)
+        if not checking:
+            return
+        servers = {s["id"]: s for s in self.api.servers_changed_since(self._since())}
+        for entry in checking:
+            server = servers.get(entry["id"]) or self.api.get_server(entry["id"])
+            if server is None:
+                self._finish(entry, "failed", "server_disappeared")
+                continue
+            self._check_landed(entry, server)
+
+    def _check_landed(self, entry, server):
+        host = server.get("OS-EXT-SRV-ATTR:host")
+        if host == self.host or plans.task_state(server) is not None:
+            return  # Nova has not finished moving it yet
+        entry["destination"] = host
+        if plans.vm_state(server) == "error":
+            # It left the failed host but broke on the new one, which is up:
+            # Nova cannot evacuate it from there. An operator must look.
+            self._finish(entry, "failed", f"error_after_evacuation on {host}")
+            return
+        expected = entry["expected_power"] or plans.power_of(server)
+        entry["expected_power"] = expected
+        actual = plans.power_of(server)
+        entry["power_after"] = actual
+        if actual == expected:
+            self._finish(entry, "already_evacuated" if entry.get("already") else "evacuated")
+            return
+        if entry.get("power_fixed"):
+            return  # asked already; wait for Nova to get there
+        entry["power_fixed"] = True
+        try:
+            if expected == plans.RUNNING:
+                self.api.start(entry["id"])
+                self.changes.append(change(f"server {entry['id']}", "started"))
+            else:
+                self.api.stop(entry["id"])
+                self.changes.append(change(f"server {entry['id']}", "stopped"))
+        except nova_exc.ClientException as error:
+            self._finish(entry, "failed", f"power_state_not_restored: {error}")
+
+    def _time_out(self):
+        for entry in self.work:
+            if entry["phase"] != FINISHED:
+                self._finish(entry, "timed_out", f"still {entry['phase']} after "
+                             f"{self.options.timeout:.0f} s")
+
+
+def totals(entries):
+    """Count of instances per outcome."""
+    counts = {}
+    for entry in entries:
+        counts[entry.get("outcome", "planned")] = counts.get(entry.get("outcome", "planned"), 0) + 1
+    return counts
+
+
+def summary_line(entry):
+    return (f"{entry['name']} ({entry['id']}): {entry['outcome']}"
+            f"{' - ' + entry['reason'] if entry.get('reason') else ''}"
+            f", {entry['attempts']} attempt(s)")
