@@ -21,8 +21,8 @@ import time
 import uuid
 
 from selfheal_lab import lab
+from selfheal_lab import mistral_client
 from selfheal_lab import scenario
-from selfheal_lab.services import mistral
 from selfheal_lab.services import vitrage
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -37,7 +37,7 @@ def one_run(cloud, tag):
     started = time.monotonic()
     vitrage.post_event("nic.down", hosts[0])
     while True:
-        found = [e for e in mistral.list_executions(cloud.mistral_url, WF)
+        found = [e for e in mistral_client.list_executions(cloud.mistral_url, WF)
                  if (e.get("input") or {}).get("host") == hosts[0]]
         if found:
             latency = time.monotonic() - started

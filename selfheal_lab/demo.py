@@ -10,9 +10,9 @@ import itertools
 import time
 
 from selfheal_lab import lab
+from selfheal_lab import mistral_client
 from selfheal_lab import scenario
 from selfheal_lab import tables
-from selfheal_lab.services import mistral
 
 WF = "selfheal.host_failure.evacuate_host"
 
@@ -58,7 +58,7 @@ def _watch(cloud, execution_id, failed, ids, timeline):
     names = {v: k for k, v in ids.items()}
     seen_tasks, seen_migrations = {}, {}
     while True:
-        for task in mistral.list_tasks(cloud.mistral_url, execution_id):
+        for task in mistral_client.list_tasks(cloud.mistral_url, execution_id):
             if seen_tasks.get(task["name"]) != task["state"]:
                 seen_tasks[task["name"]] = task["state"]
                 timeline.say(f"workflow task {task['name']}: {task['state']}")
@@ -70,8 +70,8 @@ def _watch(cloud, execution_id, failed, ids, timeline):
                 timeline.say(f"{names[migration.instance_uuid]}: evacuation migration "
                              f"{migration.id} {migration.status}"
                              f"{' -> ' + migration.dest_compute if migration.dest_compute else ''}")
-        execution = mistral.get_execution(cloud.mistral_url, execution_id)
-        if execution["state"] in mistral.TERMINAL_STATES:
+        execution = mistral_client.get_execution(cloud.mistral_url, execution_id)
+        if execution["state"] in mistral_client.TERMINAL_STATES:
             return execution
         time.sleep(0.3)
 

@@ -7,6 +7,7 @@ workbooks are (re)loaded into Mistral on every ``up``.
 
 import json
 
+from selfheal_lab import mistral_client
 from selfheal_lab import progress
 from selfheal_lab import state
 from selfheal_lab.services import mistral
@@ -35,7 +36,7 @@ def load_workbooks(url):
 
     names = []
     for path in data.workbook_paths():
-        mistral.create_or_update_workbook(url, path.read_text())
+        mistral_client.create_or_update_workbook(url, path.read_text())
         names.append(path.name)
     return names
 

@@ -6,8 +6,8 @@ real Nova with python-novaclient and to Mistral over its REST API.
 
 import time
 
+from selfheal_lab import mistral_client
 from selfheal_lab import state
-from selfheal_lab.services import mistral
 from selfheal_lab.services import nova as nova_box
 
 FLAVOR = "m1.tiny"
@@ -144,14 +144,14 @@ class LabCloud:
     # workflows
     def run_workflow(self, name, workflow_input, timeout=300):
         """Start a workflow and wait for it; return the execution with parsed output."""
-        execution = mistral.create_execution(self.mistral_url, name, workflow_input)
-        return mistral.wait_execution(self.mistral_url, execution["id"], timeout=timeout)
+        execution = mistral_client.create_execution(self.mistral_url, name, workflow_input)
+        return mistral_client.wait_execution(self.mistral_url, execution["id"], timeout=timeout)
 
     def start_workflow(self, name, workflow_input):
-        return mistral.create_execution(self.mistral_url, name, workflow_input)
+        return mistral_client.create_execution(self.mistral_url, name, workflow_input)
 
     def wait_workflow(self, execution_id, timeout=300):
-        return mistral.wait_execution(self.mistral_url, execution_id, timeout=timeout)
+        return mistral_client.wait_execution(self.mistral_url, execution_id, timeout=timeout)
 
     def remove_hosts(self, hosts):
         """Delete the servers on ``hosts``, stop them and delete their services."""

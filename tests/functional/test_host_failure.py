@@ -8,7 +8,7 @@ state, and its evacuation migration records.
 
 import pytest
 
-from selfheal_lab.services import mistral
+from selfheal_lab import mistral_client
 from selfheal_lab.services import nova as nova_box
 
 WF = "selfheal.host_failure.evacuate_host"
@@ -207,7 +207,7 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(cloud, make_hosts, workf
 
 
 def test_unknown_option_is_refused_by_mistral_before_anything_runs(cloud):
-    with pytest.raises(mistral.MistralAPIError) as error:
+    with pytest.raises(mistral_client.MistralAPIError) as error:
         cloud.start_workflow(WF, {"host": "compute-1", "concurency": 3})
     assert "concurency" in str(error.value)
 
@@ -273,7 +273,7 @@ def test_evacuate_instances_heals_only_the_given_ones(cloud, make_hosts):
 
 
 def test_mistral_has_our_actions(cloud):
-    names = {a["name"] for a in mistral.list_actions(cloud.mistral_url)}
+    names = {a["name"] for a in mistral_client.list_actions(cloud.mistral_url)}
     assert {"selfheal.fence_host", "selfheal.evacuate_and_verify", "selfheal.enable_host",
             "selfheal.locate_instances"} <= names
 
@@ -283,7 +283,7 @@ def test_fencing_workflow_powers_the_node_off_before_fencing(cloud, make_hosts):
     alive, _, _ = make_hosts(3)
     server = cloud.boot("vm", alive)
     control = cloud.nova_info["control_url"]
-    mistral.create_or_update_workbook(cloud.mistral_url, f"""---
+    mistral_client.create_or_update_workbook(cloud.mistral_url, f"""---
 version: '2.0'
 name: labpower
 workflows:

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 
 from selfheal_actions import data
+from selfheal_lab import mistral_client
 from selfheal_lab import venvs
-from selfheal_lab.services import mistral
 
 PARSE = """
 import json, sys
@@ -36,7 +36,7 @@ def test_mistral_parser_accepts_workbook(lab_info, path):
     parsed = parse_with_mistral(path)
     assert parsed["ok"], parsed
     assert parsed["workflows"]
-    assert mistral.validate_workbook(lab_info["mistral"]["url"], path.read_text())["valid"]
+    assert mistral_client.validate_workbook(lab_info["mistral"]["url"], path.read_text())["valid"]
 
 
 def test_mistral_parser_rejects_a_broken_copy(lab_info, tmp_path):
