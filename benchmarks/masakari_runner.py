@@ -27,6 +27,7 @@ The last line on stdout is JSON: ``{"seconds", "ok", "error", ...}``.
 Masakari's log goes to ``DIR/masakari.log``.
 """
 
+import importlib
 import os
 import sys
 
@@ -35,7 +36,10 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-import masakari.cmd  # noqa: E402  (eventlet monkey patching, first)
+# Before anything else: masakari.cmd monkey-patches with eventlet (Masakari's
+# green pool and its looping calls need it). Imported by name so that no
+# unused-import clean-up can drop it.
+importlib.import_module("masakari.cmd")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -94,10 +98,9 @@ def lab_novaclient_factory(compute_url, headers):
     """The replacement of ``masakari.compute.nova.novaclient``."""
     from keystoneauth1 import session
     from keystoneauth1 import token_endpoint
+    from masakari.compute import nova as masakari_nova
     from novaclient import api_versions
     from novaclient import client as nova_client
-
-    from masakari.compute import nova as masakari_nova
 
     def novaclient(context, timeout=None):
         sess = session.Session(auth=token_endpoint.Token(compute_url, "lab"),
@@ -170,18 +173,18 @@ def run(args):
     logging.setup(CONF, "masakari")
 
     from masakari import context as masakari_context
-    from masakari.db import migration
     from masakari import objects
     from masakari import rpc
+    from masakari.db import migration
 
     objects.register_all()
     rpc.init(CONF)  # fake:/ transport, noop notifier (host record updates emit)
     migration.db_sync()
 
-    from masakari.compute import nova as masakari_nova
-    from masakari.engine.drivers.taskflow import driver as taskflow_driver
-    from masakari.engine import manager
     from masakari import exception
+    from masakari.compute import nova as masakari_nova
+    from masakari.engine import manager
+    from masakari.engine.drivers.taskflow import driver as taskflow_driver
 
     # THE replacement: the Keystone-login client factory -> lab endpoint.
     masakari_nova.novaclient = lab_novaclient_factory(args.compute_url,
