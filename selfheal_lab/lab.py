@@ -3,6 +3,10 @@
 ``up`` is idempotent: a service already running and current is kept; Mistral
 is reinstalled and restarted only when the selfheal package changed. The
 workbooks are (re)loaded into Mistral on every ``up``.
+
+Vitrage is an optional part: ``up_vitrage`` brings the lab up and then
+Vitrage's evaluator on it (``lab.up`` alone never starts it); ``down`` stops
+it too.
 """
 
 import json
@@ -12,6 +16,7 @@ from selfheal_lab import progress
 from selfheal_lab import state
 from selfheal_lab.services import mistral
 from selfheal_lab.services import nova
+from selfheal_lab.services import vitrage
 
 CLOUD_CONFIG = "cloud.yaml"
 
@@ -57,6 +62,19 @@ def up(hosts=nova.DEFAULT_HOSTS, mode="embedded", driver=nova.DEFAULT_DRIVER):
     return {"nova": nova_info, "mistral": mistral_info, "cloud_config": str(config)}
 
 
+def up_vitrage(templates_dir=None, **up_kwargs):
+    """Start (or keep) the lab as :func:`up` does, then Vitrage on it.
+
+    :param templates_dir: Vitrage templates folder (default the project's
+        ``vitrage_templates``); Vitrage restarts when a file in it changed.
+    :param up_kwargs: passed to :func:`up`.
+    :returns: :func:`up`'s result plus ``"vitrage"`` (its endpoints).
+    """
+    result = up(**up_kwargs)
+    result["vitrage"] = vitrage.up(templates_dir=templates_dir)
+    return result
+
+
 def down_mistral(mode):
     """Stop only Mistral in ``mode`` (the rest of the lab keeps running)."""
     mistral.down(mode=mode)
@@ -64,6 +82,7 @@ def down_mistral(mode):
 
 def down():
     """Stop every lab process (by the PIDs the lab recorded)."""
+    vitrage.down()
     for mode in ("distributed", "embedded"):
         mistral.down(mode=mode)
     nova.down()
@@ -72,4 +91,4 @@ def down():
 
 def status():
     return {"nova": nova.status(), "mistral": mistral.status(),
-            "endpoints": state.read_endpoints()}
+            "vitrage": vitrage.status(), "endpoints": state.read_endpoints()}
