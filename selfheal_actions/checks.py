@@ -167,6 +167,18 @@ def check_workbook_text(text, name="workbook", actions=None):
 # Vitrage templates ---------------------------------------------------------
 
 _FUNCTION = re.compile(r"^(get_attr|get_param)\(([^()]*)\)$")
+_RELATION = re.compile(r"\[\s*([^\]]*?)\s*\]")
+
+# Read from Vitrage 15 (EdgeLabel and the datasources' *_DATASOURCE names).
+# Its validator accepts any string in these places, so a typo there gives a
+# template that loads and never fires.
+VITRAGE_RELATIONSHIPS = {"attached", "attached_private", "attached_public", "causes",
+                         "comprised", "connect", "contains", "managed_by", "on"}
+VITRAGE_ENTITY_TYPES = {"aodh", "cetus.cluster", "cetus.pod", "cinder.volume", "collectd",
+                        "doctor", "heat.stack", "kapacitor", "kubernetes", "monasca", "nagios",
+                        "neutron.network", "neutron.port", "nova.host", "nova.instance",
+                        "nova.zone", "openstack.cluster", "prometheus", "static",
+                        "tmfapi639", "trove.cluster", "trove.instance", "vitrage", "zabbix"}
 _TERM = re.compile(r"([A-Za-z_][\w.-]*)\s*\[\s*\w+\s*\]\s*([A-Za-z_][\w.-]*)|([A-Za-z_][\w.-]*)")
 _KEYWORDS = {"AND", "OR", "NOT"}
 
@@ -243,9 +255,16 @@ def check_vitrage_template(spec, name, workflows):
         for key, value in (props or {}).items():
             problems += _check_value(f"{name}: entity {entity}", key, value, entities,
                                      parameters)
+        problems += _check_entity_type(f"{name}: entity {entity}", (props or {}).get("type"),
+                                       parameters)
     for number, scenario in enumerate(spec.get("scenarios") or [], 1):
         where = f"{name}: scenario {number}"
         condition = scenario.get("condition") or ""
+        for label in _RELATION.findall(condition):
+            if label not in VITRAGE_RELATIONSHIPS:
+                problems.append(Problem(where, f"relationship [{label}] is not one Vitrage "
+                                        f"creates ({sorted(VITRAGE_RELATIONSHIPS)}): the "
+                                        "condition would never match"))
         names, links = _condition_groups(condition)
         unknown = sorted(names - set(entities))
         if unknown:
@@ -265,6 +284,22 @@ def check_vitrage_template(spec, name, workflows):
                     problems += _check_mistral_call(f"{where}, execute_mistral", props,
                                                     workflows)
     return problems
+
+
+def _check_entity_type(where, entity_type, parameters):
+    """A type (or a parameter's default type) must be one Vitrage knows."""
+    if not isinstance(entity_type, str):
+        return []
+    match = _FUNCTION.match(entity_type.strip())
+    if match and match.group(1) == "get_param":
+        entity_type = str((parameters.get(match.group(2).strip()) or {}).get("default", ""))
+        if not entity_type:
+            return []
+    if entity_type in VITRAGE_ENTITY_TYPES:
+        return []
+    return [Problem(where, f"type '{entity_type}' is not a Vitrage datasource type: the entity "
+                    "would never match (known: nova.host, nova.instance, heat.stack, doctor, "
+                    "aodh, zabbix, ...)")]
 
 
 def _check_mistral_call(where, props, workflows):

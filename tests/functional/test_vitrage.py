@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from selfheal_actions import checks
 from selfheal_actions import data
 from selfheal_lab import lab
 from selfheal_lab.services import vitrage
@@ -58,11 +59,23 @@ def test_every_template_passes_vitrage_validation(fresh):
 
 @pytest.mark.parametrize("path", data.vitrage_template_paths(), ids=lambda p: p.name)
 def test_a_broken_copy_fails_with_vitrages_message(fresh, path):
-    broken = path.read_text().replace("type: nova.host", "type: nova.hots", 1)
-    broken = broken.replace("[on]", "[onn]", 1)
+    # a condition naming an entity the template does not define
+    broken = path.read_text().replace("[on] instance", "[on] instanse", 1)
+    broken = broken.replace("[on] host", "[on] hots", 1)
     result = vitrage.validate(broken)
     assert not result["is_valid_config"]
+    assert result["status_code"] == 10200, result
     assert result["message"]
+
+
+def test_vitrage_accepts_typos_that_our_check_catches(fresh):
+    """Why `selfheal check` exists: these load in Vitrage and never fire."""
+    text = (data.vitrage_templates_dir() / "host_failure.yaml").read_text()
+    broken = text.replace("type: nova.host", "type: nova.hots", 1)
+    assert vitrage.validate(broken)["is_valid_config"]
+    workflows = checks.workbook_workflows(data.workbook_paths())
+    problems = checks.check_vitrage_template_text(broken, "copy.yaml", workflows)
+    assert any("nova.hots" in str(p) for p in problems)
 
 
 def test_nic_down_heals_the_host_once(fresh, cloud, make_hosts):

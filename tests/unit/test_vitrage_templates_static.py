@@ -55,6 +55,11 @@ def _host_template():
      "condition is disconnected"),
     ("name: get_param(nic_down_alarm)", "name: get_param(nic_alarm)",
      "names no declared parameter"),
+    # the next two pass Vitrage's own validator, and never fire
+    ("type: nova.host", "type: nova.hots", "type 'nova.hots' is not a Vitrage datasource"),
+    ("  - condition: nic_down [on] host AND NOT", "  - condition: nic_down [onn] host AND NOT",
+     "relationship [onn] is not one Vitrage creates"),
+    ("    default: doctor", "    default: doctr", "type 'doctr' is not a Vitrage datasource"),
 ])
 def test_broken_copies_are_caught(old, new, expected):
     text = _host_template()
