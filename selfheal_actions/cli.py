@@ -2,7 +2,8 @@
 
     selfheal demo [--keep-lab]        a host failure healed on the local lab
     selfheal lab up|down|status       the lab of real OpenStack services
-    selfheal check [PATHS...]         static cross-checks of workbooks and templates
+    selfheal validate [PATHS...]      workbooks and templates: Mistral's parser,
+                                      Vitrage's validator, and our cross-checks
 
 Errors are one line saying what to do, not a traceback.
 """
@@ -34,27 +35,46 @@ def _demo(args):
     return demo.run(keep_lab=args.keep_lab)
 
 
-def _check(args):
+def _validate(args):
     import pathlib
 
     from selfheal_actions import checks
     from selfheal_actions import data
+    from selfheal_actions import validation
 
     paths = [pathlib.Path(p) for p in args.paths] or (
         data.workbook_paths() + data.vitrage_template_paths())
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"selfheal validate: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
     workbooks = [p for p in paths if "workflows:" in p.read_text()]
-    workflows = checks.workbook_workflows(workbooks or data.workbook_paths())
+    templates = [p for p in paths if p not in workbooks]
     problems = []
+    for platform, files, given in (("mistral", workbooks, args.mistral_python),
+                                   ("vitrage", templates, args.vitrage_python)):
+        if not files:
+            continue
+        python = validation.find_python(platform, given)
+        if python is None:
+            print(f"{platform} parser: SKIPPED (no Python with {platform} found; install it "
+                  f"or pass --{platform}-python)")
+            continue
+        results = validation.run(platform, python, files)
+        bad = {p: r for p, r in results.items() if not r["ok"]}
+        problems += [f"{p}: {r['error']}" for p, r in bad.items()]
+        print(f"{platform} parser ({python}): {len(files) - len(bad)} of {len(files)} valid")
+    workflows = checks.workbook_workflows(workbooks or data.workbook_paths())
     for path in paths:
         if path in workbooks:
             problems += checks.check_workbook_text(path.read_text(), str(path))
         else:
             problems += checks.check_vitrage_template_text(path.read_text(), str(path),
                                                            workflows)
+    print(f"cross-checks: {len(workbooks)} workbook(s), {len(templates)} template(s)")
     for problem in problems:
         print(problem)
-    print(f"{len(workbooks)} workbook(s) and {len(paths) - len(workbooks)} Vitrage template(s) "
-          f"checked: {len(problems)} problem(s)")
+    print(f"{len(problems)} problem(s)")
     return 1 if problems else 0
 
 
@@ -74,10 +94,13 @@ def parser():
                      help="Nova's fake virt driver: fake.FakeDriver (large capacity), "
                           "fake.SmallFakeDriver, fake.FakeLiveMigrateDriver")
     lab.set_defaults(func=_lab)
-    check = sub.add_parser("check", help="cross-check workbooks and Vitrage templates")
-    check.add_argument("paths", nargs="*",
-                       help="workbook or template files (default: the shipped ones)")
-    check.set_defaults(func=_check)
+    validate = sub.add_parser("validate", help="validate workbooks and Vitrage templates "
+                              "offline: the platforms' own parsers, then our cross-checks")
+    validate.add_argument("paths", nargs="*",
+                          help="workbook or template files (default: the shipped ones)")
+    validate.add_argument("--mistral-python", help="a Python that has Mistral installed")
+    validate.add_argument("--vitrage-python", help="a Python that has Vitrage installed")
+    validate.set_defaults(func=_validate)
     return top
 
 

@@ -1,17 +1,34 @@
+import pytest
+
 from selfheal_actions import cli
 from selfheal_actions import data
+from selfheal_actions import validation
 
 
-def test_check_passes_on_the_shipped_files(capsys):
-    assert cli.main(["check"]) == 0
-    assert "0 problem(s)" in capsys.readouterr().out
+@pytest.fixture
+def no_platform_parsers(monkeypatch):
+    monkeypatch.setattr(validation, "find_python", lambda platform, given=None: None)
 
 
-def test_check_names_the_file_and_the_fix_and_fails(tmp_path, capsys):
+def test_validate_passes_on_the_shipped_files_and_says_what_was_skipped(
+        no_platform_parsers, capsys):
+    assert cli.main(["validate"]) == 0
+    out = capsys.readouterr().out
+    assert "mistral parser: SKIPPED" in out and "vitrage parser: SKIPPED" in out
+    assert "0 problem(s)" in out
+
+
+def test_validate_names_the_file_and_the_fix_and_fails(no_platform_parsers, tmp_path, capsys):
     broken = tmp_path / "host_failure.yaml"
     text = (data.workbooks_dir() / "host_failure.yaml").read_text()
     broken.write_text(text.replace("action: selfheal.fence_host", "action: selfheal.fense_host"))
-    assert cli.main(["check", str(broken)]) == 1
+    assert cli.main(["validate", str(broken)]) == 1
     out = capsys.readouterr().out
     assert f"{broken}: workflow evacuate_host, task fence: unknown action 'selfheal.fense_host'" \
         in out
+
+
+def test_validate_missing_file_is_one_clear_line(capsys):
+    assert cli.main(["validate", "/nonexistent.yaml"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "selfheal validate: no such file: /nonexistent.yaml"
