@@ -2,6 +2,7 @@
 
     selfheal demo [--keep-lab]        a host failure healed on the local lab
     selfheal lab up|down|status       the lab of real OpenStack services
+    selfheal install [--dry-run]      load the workbooks into a Mistral, check actions
     selfheal validate [PATHS...]      workbooks and templates: Mistral's parser,
                                       Vitrage's validator, and our cross-checks
 
@@ -78,6 +79,18 @@ def _validate(args):
     return 1 if problems else 0
 
 
+def _install(args):
+    from selfheal_actions import install
+
+    try:
+        result = install.install(args.mistral_url, args.dry_run)
+    except install.InstallError as error:
+        print(f"selfheal install: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(install.describe(result)))
+    return 1 if result["missing_actions"] else 0
+
+
 def parser():
     top = argparse.ArgumentParser(prog="selfheal", description=__doc__.split("\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
@@ -94,6 +107,12 @@ def parser():
                      help="Nova's fake virt driver: fake.FakeDriver (large capacity), "
                           "fake.SmallFakeDriver, fake.FakeLiveMigrateDriver")
     lab.set_defaults(func=_lab)
+    install = sub.add_parser("install", help="create or update the workbooks in a Mistral "
+                             "and check that it has the selfheal actions")
+    install.add_argument("--mistral-url", help="Mistral v2 URL (no Keystone); default: "
+                         "$OS_MISTRAL_URL, else the OS_* Keystone variables")
+    install.add_argument("--dry-run", action="store_true", help="say what would change")
+    install.set_defaults(func=_install)
     validate = sub.add_parser("validate", help="validate workbooks and Vitrage templates "
                               "offline: the platforms' own parsers, then our cross-checks")
     validate.add_argument("paths", nargs="*",

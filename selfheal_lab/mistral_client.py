@@ -128,6 +128,21 @@ def create_or_update_workbook(url, yaml_text):
                     accept="text/plain")
 
 
+def delete_workbook(url, name):
+    """Delete a workbook; True when it existed."""
+    try:
+        _request("DELETE", _url(url, f"/workbooks/{name}"))
+    except MistralAPIError as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
+
+
+def list_workbooks(url):
+    return _get_all(url, "/workbooks", "workbooks")
+
+
 def validate_workbook(url, yaml_text):
     """Returns ``{"valid": bool, "error": str (when invalid)}``."""
     return _request("POST", _url(url, "/workbooks/validate"), yaml_text, "text/plain")
