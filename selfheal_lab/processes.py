@@ -7,6 +7,7 @@ touched. The start time, unlike the command line, survives processes that
 retitle themselves (oslo.service does).
 """
 
+import json
 import os
 import signal
 import socket
@@ -141,3 +142,20 @@ def wait_http(url, timeout, pid=None, headers=None):
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def wait_ready_line(log, pid, timeout):
+    """Wait for a ``READY <json>`` line in ``log`` from process ``pid``.
+
+    :returns: the decoded JSON.
+    :raises RuntimeError: when the process exits first or time runs out.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("READY "):
+                return json.loads(line[len("READY "):])
+        if not _alive(pid):  # also sees an unreaped (zombie) child
+            raise RuntimeError(f"process {pid} exited before it was ready")
+        time.sleep(0.3)
+    raise RuntimeError(f"not ready within {timeout:.0f} s")

@@ -18,12 +18,9 @@ injection, request counters); it is never part of the Nova API.
 Stdlib only: this module runs in the operator's or test runner's Python.
 """
 
-import json
 import pathlib
-import time
-import urllib.error
-import urllib.request
 
+from selfheal_lab import control_api
 from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
@@ -92,7 +89,7 @@ def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
     pid = processes.start(SERVICE, PROCESS, argv)
     control_url = f"http://127.0.0.1:{control_port}"
     try:
-        ready = _wait_ready(log, pid, timeout)
+        ready = processes.wait_ready_line(log, pid, timeout)
         processes.wait_http(control_url + "/health", timeout=10, pid=pid)
         box_info = _call(control_url, "GET", "/info")
     except (RuntimeError, OSError, ValueError) as e:
@@ -116,17 +113,6 @@ def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
     return info
 
 
-def _wait_ready(log, pid, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("READY "):
-                return json.loads(line[len("READY "):])
-        if not processes._alive(pid):  # also sees an unreaped (zombie) child
-            raise RuntimeError(f"process {pid} exited before it was ready")
-        time.sleep(0.3)
-    raise RuntimeError(f"not ready within {timeout:.0f} s")
-
 
 def down():
     """Stop the box (by its PID) and forget its endpoints.
@@ -147,16 +133,8 @@ def status():
 
 # --- lab control endpoint (not Nova) -----------------------------------------
 
-def _call(control_url, method, path, body=None, timeout=120):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(control_url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        detail = e.read().decode(errors="replace")
-        raise RuntimeError(f"nova box control {method} {path}: HTTP {e.code} {detail}") from None
+def _call(url, method, path, body=None, timeout=120):
+    return control_api.call(url, method, path, body, timeout, what="nova box control")
 
 
 def _control(method, path, body=None):

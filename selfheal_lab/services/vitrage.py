@@ -29,10 +29,8 @@ Stdlib only: this module runs in the operator's or test runner's Python.
 import hashlib
 import json
 import pathlib
-import time
-import urllib.error
-import urllib.request
 
+from selfheal_lab import control_api
 from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
@@ -127,7 +125,7 @@ def up(templates_dir=None, maintenance_alarm=MAINTENANCE_ALARM, port=None,
     pid = processes.start(SERVICE, PROCESS, argv, cwd=str(sdir))
     url = f"http://127.0.0.1:{port}"
     try:
-        ready = _wait_ready(log, pid, timeout)
+        ready = processes.wait_ready_line(log, pid, timeout)
         processes.wait_http(url + "/health", timeout=10, pid=pid)
     except (RuntimeError, OSError, ValueError) as e:
         processes.stop(SERVICE, PROCESS)
@@ -146,17 +144,6 @@ def up(templates_dir=None, maintenance_alarm=MAINTENANCE_ALARM, port=None,
                       f"{t['status']} {t.get('status_details')}")
     return info
 
-
-def _wait_ready(log, pid, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("READY "):
-                return json.loads(line[len("READY "):])
-        if not processes._alive(pid):
-            raise RuntimeError(f"process {pid} exited before it was ready")
-        time.sleep(0.3)
-    raise RuntimeError(f"not ready within {timeout:.0f} s")
 
 
 def down():
@@ -179,15 +166,8 @@ def status():
 # --- control API client ------------------------------------------------------
 
 def _call(url, method, path, body=None, timeout=120):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        detail = e.read().decode(errors="replace")
-        raise VitrageLabError(f"vitrage box {method} {path}: HTTP {e.code} {detail}") from None
+    return control_api.call(url, method, path, body, timeout, error=VitrageLabError,
+                            what="vitrage box")
 
 
 def _control(method, path, body=None):
