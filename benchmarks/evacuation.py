@@ -37,10 +37,19 @@ WF = "selfheal.host_failure.evacuate_host"
 FLOOR_POLL = 0.25
 
 
-def prepare(cloud, tag, count):
-    """Fresh hosts, ``count`` servers on the first one, which then fails."""
+def prepare(cloud, tag, count, stopped=0):
+    """Fresh hosts, ``count`` servers on the first one, which then fails.
+
+    :param stopped: how many of the servers (the first ones) are stopped
+        before the host fails; the others stay running.
+    """
     hosts = cloud.add_hosts(f"{tag}-a", f"{tag}-b", f"{tag}-c")
     servers = cloud.boot_many(tag, hosts[0], count)
+    if stopped:
+        nova = cloud.nova()
+        for server_id in servers[:stopped]:
+            nova.servers.stop(server_id)
+        cloud.wait_servers(servers[:stopped], "SHUTOFF", timeout=60 + 2 * stopped)
     cloud.fail_host(hosts[0])
     return hosts, servers
 

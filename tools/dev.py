@@ -34,7 +34,7 @@ def ensure_venv():
           flush=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "-e", f"{ROOT}[test]"], check=True)
+                    "-e", f"{ROOT}[test,bench]"], check=True)
     stamp.write_text(wanted)
 
 
