@@ -3,7 +3,7 @@
 
     python3 tools/dev.py demo     # a host failure healed on the embedded lab
     python3 tools/dev.py test     # the whole test suite (unit + functional)
-    python3 tools/dev.py bench    # the benchmark (not a test)
+    python3 tools/dev.py bench    # selfheal vs Nova's floor (benchmarks/evacuation.py)
 
 It makes ``.venv`` (the project with its test extras, reinstalled when the
 requirements change); the lab then builds one venv per OpenStack service
