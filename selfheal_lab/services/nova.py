@@ -113,7 +113,6 @@ def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
     return info
 
 
-
 def down():
     """Stop the box (by its PID) and forget its endpoints.
 

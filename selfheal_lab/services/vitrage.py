@@ -145,7 +145,6 @@ def up(templates_dir=None, maintenance_alarm=MAINTENANCE_ALARM, port=None,
     return info
 
 
-
 def down():
     """Stop the lab's Vitrage (by its PID) and forget its endpoints.
 
