@@ -23,7 +23,8 @@ class LabCloud:
         endpoints = state.read_endpoints()
         self.nova_info = endpoints["nova"]
         self.mistral_url = endpoints[mistral_key]["url"]
-        self._clients = {}
+        self._clients = {}  # novaclients by microversion
+        self._image_id = None
 
     def nova(self, microversion="2.96"):
         """A novaclient on the lab's Nova at ``microversion``."""
@@ -115,9 +116,10 @@ class LabCloud:
             self.wait_servers([server_id], "PAUSED")
 
     def image_id(self):
-        if "image_id" not in self._clients:
-            self._clients["image_id"] = nova_box.info()["images"][0]["id"]
-        return self._clients["image_id"]
+        """The id of an image of the lab's Glance stand-in (read once)."""
+        if self._image_id is None:
+            self._image_id = nova_box.info()["images"][0]["id"]
+        return self._image_id
 
     def wait_servers(self, ids, status, timeout=60):
         deadline = time.monotonic() + timeout
