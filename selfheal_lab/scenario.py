@@ -95,11 +95,18 @@ class LabCloud:
             self.set_state(server.id, state)
         return server.id
 
-    def boot_many(self, prefix, host, count, metadata=None):
-        """Boot ``count`` servers on ``host`` at once; return their ids."""
-        ids = [self.boot(f"{prefix}-{i:03d}", host, metadata=metadata, wait=False)
-               for i in range(count)]
-        self.wait_servers(ids, "ACTIVE", timeout=60 + 4 * count)
+    def boot_many(self, prefix, host, count, metadata=None, batch=20):
+        """Boot ``count`` servers on ``host``, ``batch`` at a time; return their ids.
+
+        Batches keep the one-process Nova from drowning in a hundred builds
+        and the status polls that watch them.
+        """
+        ids = []
+        for first in range(0, count, batch):
+            wave = [self.boot(f"{prefix}-{i:03d}", host, metadata=metadata, wait=False)
+                    for i in range(first, min(first + batch, count))]
+            self.wait_servers(wave, "ACTIVE", timeout=60 + 4 * len(wave))
+            ids.extend(wave)
         return ids
 
     def set_state(self, server_id, state):
@@ -123,9 +130,11 @@ class LabCloud:
 
     def wait_servers(self, ids, status, timeout=60):
         deadline = time.monotonic() + timeout
+        wanted = set(ids)
         while True:
+            # one detailed list per poll; only the wanted ones are looked at
             servers = {s.id: s for s in self.nova().servers.list(
-                search_opts={"all_tenants": True})}
+                search_opts={"all_tenants": True}) if s.id in wanted}
             states = {i: getattr(servers.get(i), "status", "MISSING") for i in ids}
             if all(v == status for v in states.values()):
                 return
@@ -133,7 +142,7 @@ class LabCloud:
                 raise RuntimeError(f"servers went to ERROR while waiting for {status}: {states}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"servers not {status}: {states}")
-            time.sleep(0.3)
+            time.sleep(min(1.0, 0.3 + len(ids) / 50))
 
     def server(self, server_id):
         return self.nova().servers.get(server_id)
