@@ -77,6 +77,12 @@ class NovaApi:
     def stop(self, server_id):
         self.nova.servers.stop(server_id)
 
+    def pause(self, server_id):
+        self.nova.servers.pause(server_id)
+
+    def unpause(self, server_id):
+        self.nova.servers.unpause(server_id)
+
     def reset_to_error(self, server_id):
         self.nova.servers.reset_state(server_id, "error")
 
@@ -87,6 +93,35 @@ class NovaApi:
         if since is not None and self.at_least("2.59"):
             kwargs["changes_since"] = iso(since)
         return [m.to_dict() for m in self.nova.migrations.list(**kwargs)]
+
+    def migrations_from(self, host, migration_type=None, since=None):
+        """Migrations whose source is ``host`` (all types, or one: ``live-migration``,
+        ``migration`` for cold), as dicts."""
+        kwargs = {"source_compute": host}
+        if migration_type:
+            kwargs["migration_type"] = migration_type
+        if since is not None and self.at_least("2.59"):
+            kwargs["changes_since"] = iso(since)
+        return [m.to_dict() for m in self.nova.migrations.list(**kwargs)]
+
+    def live_migrate(self, server_id, target_host=None):
+        """Ask Nova to live-migrate (block migration chosen by Nova, ``auto``).
+
+        From 2.34 the request is asynchronous: the outcome shows later in the
+        ``live-migration`` record (``completed``, or ``error``/``failed``).
+        """
+        self.nova.servers.live_migrate(server_id, target_host, "auto")
+
+    def cold_migrate(self, server_id, target_host=None):
+        """Ask Nova to cold-migrate; the record ends ``finished`` (then confirm)."""
+        if target_host and self.at_least("2.56"):
+            self.nova.servers.migrate(server_id, host=target_host)
+        else:
+            self.nova.servers.migrate(server_id)
+
+    def confirm_migration(self, server_id):
+        """Confirm a finished cold migration (the server is VERIFY_RESIZE)."""
+        self.nova.servers.confirm_resize(server_id)
 
     # aggregates (the per-host claim of selfheal_actions.host_lock)
     def create_aggregate(self, name):

@@ -1,8 +1,10 @@
 """An in-memory stand-in for :class:`selfheal_actions.compute.NovaApi`.
 
 It keeps services, servers and migrations as plain dicts and moves each
-requested evacuation one step per poll (accepted -> done), the way Nova's
-migration records change, so the runner's logic is exercised step by step.
+requested evacuation one step per poll (accepted -> done), and each live
+migration (queued -> completed) or cold migration (pre-migrating -> finished,
+then confirmed on request), the way Nova's migration records change, so the
+runners' logic is exercised step by step.
 It is a fake for logic and edge cases; the functional tests use real Nova.
 """
 
@@ -39,6 +41,9 @@ class FakeNova:
         self.calls = []
         self.ids = itertools.count(1)
         self.aggregates = {}
+        self.capacity = {}  # host -> how many servers it holds at most (default 1000)
+        # vm state a live migration lands in, by the state it had (a Nova quirk to test)
+        self.live_migrated_state = {}
 
     def fail_next(self, dest, count):
         self.failures[dest] = count
@@ -105,6 +110,7 @@ class FakeNova:
         self.migrations.append({
             "id": next(self.ids), "instance_uuid": uuid, "source_compute": host,
             "dest_compute": target_host or self._pick(host), "status": "accepted",
+            "migration_type": "evacuation",
             "created_at": timeutil.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f"), "steps": 0})
 
     def start(self, uuid):
@@ -124,7 +130,8 @@ class FakeNova:
         self.calls.append(("evacuations_from", host))
         self._advance()
         return [{k: v for k, v in m.items() if k != "steps"}
-                for m in self.migrations if m["source_compute"] == host]
+                for m in self.migrations if m["source_compute"] == host
+                and m.get("migration_type", "evacuation") == "evacuation"]
 
     def _advance(self):
         for mig in self.migrations:
@@ -147,6 +154,100 @@ class FakeNova:
                 before = srv["OS-EXT-STS:vm_state"]
                 srv["OS-EXT-STS:vm_state"] = ("stopped" if self.stops_evacuated_servers
                                               or before == "stopped" else "active")
+
+    # live and cold migrations (the drain)
+    def _room(self, host):
+        used = sum(1 for s in self.servers.values() if s["OS-EXT-SRV-ATTR:host"] == host)
+        return self.capacity.get(host, 1000) - used
+
+    def _pick_with_room(self, source):
+        for svc in self.services:
+            if (svc["host"] != source and svc["state"] == "up" and svc["status"] == "enabled"
+                    and self._room(svc["host"]) > 0):
+                return svc["host"]
+        return None
+
+    def _start_move(self, uuid, target_host, kind, allowed, task, status):
+        srv = self.servers.get(uuid)
+        if srv is None:
+            raise nova_exc.NotFound(404, f"Instance {uuid} could not be found.")
+        if srv["OS-EXT-STS:task_state"] is not None:
+            raise nova_exc.Conflict(409, f"Cannot '{kind}' instance {uuid} while it is in "
+                                    f"task_state {srv['OS-EXT-STS:task_state']}")
+        if srv["OS-EXT-STS:vm_state"] not in allowed:
+            raise nova_exc.Conflict(409, f"Cannot '{kind}' instance {uuid} while it is in "
+                                    f"vm_state {srv['OS-EXT-STS:vm_state']}")
+        source = srv["OS-EXT-SRV-ATTR:host"]
+        srv["OS-EXT-STS:task_state"] = task
+        self.migrations.append({
+            "id": next(self.ids), "instance_uuid": uuid, "source_compute": source,
+            "dest_compute": target_host or self._pick_with_room(source), "status": status,
+            "migration_type": kind, "target": target_host,
+            "created_at": timeutil.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f"), "steps": 0,
+            "vm_state_before": srv["OS-EXT-STS:vm_state"]})
+
+    def live_migrate(self, uuid, target_host=None):
+        self.calls.append(("live_migrate", uuid, target_host))
+        self._start_move(uuid, target_host, "live-migration", ("active", "paused"),
+                         "migrating", "queued")
+
+    def cold_migrate(self, uuid, target_host=None):
+        self.calls.append(("cold_migrate", uuid, target_host))
+        self._start_move(uuid, target_host, "migration", ("active", "stopped"),
+                         "resize_prep", "pre-migrating")
+
+    def confirm_migration(self, uuid):
+        self.calls.append(("confirm_migration", uuid))
+        srv = self.servers[uuid]
+        if srv["OS-EXT-STS:vm_state"] != "resized":
+            raise nova_exc.Conflict(409, f"Cannot 'confirmResize' instance {uuid} while it is "
+                                    f"in vm_state {srv['OS-EXT-STS:vm_state']}")
+        mig = [m for m in self.migrations if m["instance_uuid"] == uuid
+               and m["migration_type"] == "migration"][-1]
+        mig["status"] = "confirmed"
+        srv["OS-EXT-STS:vm_state"] = mig["vm_state_before"]
+
+    def pause(self, uuid):
+        self.calls.append(("pause", uuid))
+        self.servers[uuid]["OS-EXT-STS:vm_state"] = "paused"
+
+    def unpause(self, uuid):
+        self.calls.append(("unpause", uuid))
+        self.servers[uuid]["OS-EXT-STS:vm_state"] = "active"
+
+    def migrations_from(self, host, migration_type=None, since=None):
+        self.calls.append(("migrations_from", host))
+        self._advance_moves()
+        return [{k: v for k, v in m.items() if k not in ("steps", "target", "vm_state_before")}
+                for m in self.migrations if m["source_compute"] == host
+                and m.get("migration_type") in (("live-migration", "migration")
+                                                if migration_type is None
+                                                else (migration_type,))]
+
+    def _advance_moves(self):
+        for mig in self.migrations:
+            if mig.get("migration_type") not in ("live-migration", "migration") or \
+                    mig["status"] not in ("queued", "pre-migrating"):
+                continue
+            mig["steps"] += 1
+            if mig["steps"] < self.steps_to_finish:
+                continue
+            srv = self.servers[mig["instance_uuid"]]
+            srv["OS-EXT-STS:task_state"] = None
+            dest = mig["dest_compute"]
+            if dest is None or self._room(dest) <= 0 or self.failures.get(dest, 0) > 0:
+                if dest is not None and self.failures.get(dest, 0) > 0:
+                    self.failures[dest] -= 1
+                mig["status"] = "error"
+                continue
+            srv["OS-EXT-SRV-ATTR:host"] = dest
+            if mig["migration_type"] == "live-migration":
+                mig["status"] = "completed"
+                srv["OS-EXT-STS:vm_state"] = self.live_migrated_state.get(
+                    srv["OS-EXT-STS:vm_state"], srv["OS-EXT-STS:vm_state"])
+            else:
+                mig["status"] = "finished"
+                srv["OS-EXT-STS:vm_state"] = "resized"
 
     def create_aggregate(self, name):
         self.calls.append(("create_aggregate", name))

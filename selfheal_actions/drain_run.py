@@ -1,0 +1,328 @@
+"""Carry out a drain plan and verify every instance.
+
+:class:`DrainRun` carries out a plan from :mod:`selfheal_actions.drain_plan`
+against a :class:`NovaApi` (or a fake with the same methods), the way
+:class:`selfheal_actions.evacuation_run.EvacuationRun` carries out an
+evacuation: at most ``concurrency`` migrations in flight, their outcome read
+from Nova's migration records (one list per poll for the whole host, never
+one call per instance per second), a failed one retried on another host,
+and every instance verified: its migration ``completed`` (live) or
+``confirmed`` (cold), on a different host, in the state it had before.
+"""
+
+import datetime
+import logging
+import time
+
+from novaclient import exceptions as nova_exc
+
+from selfheal_actions import compute
+from selfheal_actions import drain_plan as plans
+from selfheal_actions import evacuation_plan as evac
+from selfheal_actions import timeutil
+from selfheal_actions.evacuation_run import CLOCK_MARGIN
+from selfheal_actions.evacuation_run import FAST_POLL
+from selfheal_actions.results import change
+
+LOG = logging.getLogger(__name__)
+
+PENDING, MIGRATING, VERIFYING, FINISHED = "pending", "migrating", "verifying", "finished"
+
+#: what to ask Nova when a moved server is not in the state it had
+_RESTORE = {("active", "stopped"): ("start", "started"),
+            ("stopped", "active"): ("stop", "stopped"),
+            ("paused", "active"): ("pause", "paused"),
+            ("active", "paused"): ("unpause", "unpaused")}
+
+
+class DrainOptions:
+    """How a run behaves (validated inputs)."""
+
+    def __init__(self, concurrency=4, max_attempts=3, target_hosts=(), timeout=1800,
+                 poll_interval=2.0, candidate_hosts=(), cold_migration=plans.COLD_STOPPED):
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.target_hosts = list(target_hosts)
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        #: up and enabled hosts to retry on when the scheduler's pick failed
+        self.candidate_hosts = list(candidate_hosts)
+        self.cold_migration = cold_migration
+
+
+class DrainRun:
+    """Move the instances of one host away and verify them.
+
+    :param api: a :class:`selfheal_actions.compute.NovaApi` or a fake.
+    :param host: the host to empty (its nova-compute up and disabled).
+    :param entries: plan entries (:func:`drain_plan.plan`); updated in place
+        with ``outcome``, ``destination``, ``attempts`` and so on.
+    :param options: :class:`DrainOptions`.
+    """
+
+    def __init__(self, api, host, entries, options, clock=time.monotonic, sleep=time.sleep,
+                 on_cycle=None):
+        self.api = api
+        self.host = host
+        self.options = options
+        self.clock = clock
+        self.sleep = sleep
+        self.on_cycle = on_cycle or (lambda: None)
+        self.started = clock()
+        self.since = timeutil.utcnow().replace(microsecond=0)
+        self.deadline = self.started + options.timeout
+        self.changes = []
+        self.work = [e for e in entries if e["decision"] in ("move", "adopt")]
+        for entry in entries:
+            for key in ("destination", "migration_id", "migration_status", "seconds"):
+                entry.setdefault(key, None)
+            entry.setdefault("attempts", 0)
+            entry.setdefault("attempt_log", [])
+            if entry["decision"] == "skip":
+                entry["outcome"], entry["phase"] = "skipped", FINISHED
+            elif entry["decision"] == "leave":
+                entry["outcome"], entry["phase"] = "left", FINISHED
+            elif entry["decision"] == "adopt":
+                entry["phase"], entry["began"] = MIGRATING, clock()
+            else:
+                entry["phase"] = PENDING
+
+    # the loop
+    def run(self):
+        """Run until every instance is finished or the time is up; return entries."""
+        interval = FAST_POLL
+        while not self._all_finished():
+            before = self._snapshot()
+            self.on_cycle()
+            self._launch()
+            self._poll_migrations()
+            self._verify()
+            if self._all_finished():
+                break
+            if self.clock() >= self.deadline:
+                self._time_out()
+                break
+            self.sleep(min(interval, max(self.deadline - self.clock(), 0)))
+            moved = self._snapshot() != before
+            interval = FAST_POLL if moved else min(interval * 1.5, self.options.poll_interval)
+        for entry in self.work:
+            for internal in ("began", "phase", "already", "restore_asked", "confirm_asked"):
+                entry.pop(internal, None)
+        return self.work
+
+    def _snapshot(self):
+        return [(e["phase"], e["attempts"], e.get("migration_status")) for e in self.work]
+
+    def _all_finished(self):
+        return all(e["phase"] == FINISHED for e in self.work)
+
+    def _in_phase(self, phase):
+        return [e for e in self.work if e["phase"] == phase]
+
+    def _finish(self, entry, outcome, reason=None):
+        entry["phase"] = FINISHED
+        entry["outcome"] = outcome
+        if reason:
+            entry["reason"] = reason
+        if entry.get("began") is not None:
+            entry["seconds"] = round(self.clock() - entry["began"], 2)
+        LOG.info("drain %s %s (%s): %s%s", self.host, entry["name"], entry["id"], outcome,
+                 f" ({reason})" if reason else "")
+
+    # launching migrations
+    def _launch(self):
+        in_flight = len(self._in_phase(MIGRATING))
+        for entry in self._in_phase(PENDING):
+            if in_flight >= self.options.concurrency:
+                return
+            target = self._next_target(entry)
+            if target is False:
+                self._finish(entry, "failed", "no_target_left: " + self._last_failure(entry))
+                continue
+            if self._start(entry, target):
+                in_flight += 1
+
+    def _next_target(self, entry):
+        """None for the scheduler, a host name, or False when none is left."""
+        tried = {a.get("destination") or a.get("target") for a in entry["attempt_log"]
+                 if a["method"] == entry["method"]}
+        tried.discard(None)
+        if self.options.target_hosts:
+            left = [h for h in self.options.target_hosts if h not in tried and h != self.host]
+            return left[0] if left else False
+        if not any(a["method"] == entry["method"] for a in entry["attempt_log"]):
+            return None
+        left = [h for h in self.options.candidate_hosts if h not in tried and h != self.host]
+        return left[entry["attempts"] % len(left)] if left else None
+
+    @staticmethod
+    def _last_failure(entry):
+        log = entry["attempt_log"]
+        return log[-1].get("status") or "unknown" if log else "no attempt"
+
+    def _start(self, entry, target):
+        entry.setdefault("began", self.clock())
+        entry["attempts"] += 1
+        attempt = {"method": entry["method"], "target": target, "destination": None,
+                   "migration_id": None, "status": None}
+        entry["attempt_log"].append(attempt)
+        try:
+            if entry["method"] == plans.LIVE:
+                self.api.live_migrate(entry["id"], target)
+            else:
+                self.api.cold_migrate(entry["id"], target)
+        except nova_exc.ClientException as error:
+            return self._refused(entry, attempt, error)
+        what = "live_migration_requested" if entry["method"] == plans.LIVE \
+            else "cold_migration_requested"
+        self.changes.append(change(f"server {entry['id']}", what, target=target or "scheduler"))
+        entry["phase"] = MIGRATING
+        LOG.info("drain %s %s: %s migration %d requested (target %s)", self.host, entry["name"],
+                 entry["method"], entry["attempts"], target or "scheduler")
+        return True
+
+    def _refused(self, entry, attempt, error):
+        code, message = compute.client_error(error)
+        attempt["status"] = f"refused: {message}"
+        if code == 404:
+            self._finish(entry, "skipped", "server_deleted")
+            return False
+        if code == 409 and "task_state" in message:
+            # Someone else's move is in flight: pick it up, do not repeat it.
+            entry["attempts"] -= 1
+            entry["attempt_log"].pop()
+            entry["decision"] = "adopt"
+            entry["phase"] = MIGRATING
+            return True
+        attempt["destination"] = attempt["target"]
+        self._after_failed_attempt(entry, f"{entry['method']}_migration_refused: {message}")
+        return False
+
+    def _after_failed_attempt(self, entry, reason):
+        if entry["attempts"] < self.options.max_attempts:
+            entry["phase"] = PENDING
+            LOG.info("drain %s %s: attempt %d failed (%s), retrying", self.host, entry["name"],
+                     entry["attempts"], reason)
+            return
+        if (entry["method"] == plans.LIVE and self.options.cold_migration == plans.COLD_FALLBACK
+                and entry["vm_state_before"] in plans.COLD_STATES):
+            # Live migration is not possible for it: move it cold (it restarts).
+            LOG.info("drain %s %s: live migration failed %d times (%s), falling back to a "
+                     "cold migration", self.host, entry["name"], entry["attempts"], reason)
+            entry["method"] = plans.COLD
+            entry["attempts"] = 0
+            entry["phase"] = PENDING
+            entry["fallback_reason"] = reason
+            return
+        self._finish(entry, "failed", reason)
+
+    # reading migration records
+    def _poll_migrations(self):
+        watching = self._in_phase(MIGRATING)
+        if not watching:
+            return
+        migrations = self.api.migrations_from(self.host, since=self._since())
+        latest = {}
+        for method in (plans.LIVE, plans.COLD):
+            typed = [m for m in migrations if plans.method_of(m) == method]
+            latest[method] = evac.latest_migrations(typed)
+        for entry in watching:
+            migration = latest[entry["method"]].get(entry["id"])
+            if migration is None or migration["id"] in self._finished_ids(entry):
+                continue
+            entry["migration_id"] = migration["id"]
+            entry["migration_status"] = migration.get("status")
+            if entry["attempt_log"]:
+                entry["attempt_log"][-1].update(migration_id=migration["id"],
+                                                status=migration.get("status"),
+                                                destination=migration.get("dest_compute"))
+            phase = plans.migration_phase(migration)
+            if phase == plans.DONE:
+                entry["phase"] = VERIFYING
+            elif phase == plans.AWAITING_CONFIRM:
+                self._confirm(entry)
+            elif phase == plans.FAILED:
+                if entry["decision"] == "adopt":
+                    entry["attempts"] += 1
+                    entry["attempt_log"].append({
+                        "method": entry["method"], "target": None,
+                        "migration_id": migration["id"], "status": migration.get("status"),
+                        "destination": migration.get("dest_compute")})
+                    entry["decision"] = "move"
+                where = f" to {migration['dest_compute']}" if migration.get("dest_compute") else ""
+                self._after_failed_attempt(
+                    entry, f"{entry['method']}_migration_{migration.get('status')}{where}")
+
+    def _confirm(self, entry):
+        """A finished cold migration waits for confirmation; confirm it once."""
+        if entry.get("confirm_asked") == entry["migration_id"]:
+            return
+        try:
+            self.api.confirm_migration(entry["id"])
+        except nova_exc.ClientException as error:
+            code, message = compute.client_error(error)
+            if code == 409:
+                return  # not VERIFY_RESIZE yet: next poll
+            self._finish(entry, "failed", f"confirm_refused: {message}")
+            return
+        entry["confirm_asked"] = entry["migration_id"]
+        self.changes.append(change(f"server {entry['id']}", "cold_migration_confirmed",
+                                   migration_id=entry["migration_id"]))
+
+    def _finished_ids(self, entry):
+        """Migration ids of earlier, finished attempts (a retry waits for a new one)."""
+        return {a["migration_id"] for a in entry["attempt_log"][:-1] if a.get("migration_id")}
+
+    def _since(self):
+        return self.since - datetime.timedelta(seconds=CLOCK_MARGIN)
+
+    # verifying where each instance landed
+    def _verify(self):
+        checking = self._in_phase(VERIFYING)
+        if not checking:
+            return
+        servers = {s["id"]: s for s in self.api.servers_changed_since(self._since())}
+        for entry in checking:
+            server = servers.get(entry["id"]) or self.api.get_server(entry["id"])
+            if server is None:
+                self._finish(entry, "failed", "server_disappeared")
+                continue
+            self._check_landed(entry, server)
+
+    def _check_landed(self, entry, server):
+        host = server.get("OS-EXT-SRV-ATTR:host")
+        if evac.task_state(server) is not None:
+            return  # Nova has not finished with it yet
+        if host == self.host:
+            self._finish(entry, "failed", "still_on_host after a finished migration")
+            return
+        entry["destination"] = host
+        actual = evac.vm_state(server)
+        entry["vm_state_after"] = actual
+        if actual == "error":
+            self._finish(entry, "failed", f"error_after_migration on {host}")
+            return
+        expected = entry["expected_state"] or actual
+        if actual == expected:
+            outcome = "migrated" if entry["method"] == plans.LIVE else "cold_migrated"
+            self._finish(entry, outcome)
+            return
+        if entry.get("restore_asked"):
+            return  # asked already; wait for Nova to get there
+        entry["restore_asked"] = True
+        verb, done = _RESTORE.get((expected, actual), (None, None))
+        if verb is None:
+            self._finish(entry, "failed", f"state_not_restored: {actual}, was {expected}")
+            return
+        try:
+            getattr(self.api, verb)(entry["id"])
+        except nova_exc.ClientException as error:
+            self._finish(entry, "failed", f"state_not_restored: {error}")
+            return
+        self.changes.append(change(f"server {entry['id']}", done))
+
+    def _time_out(self):
+        for entry in self.work:
+            if entry["phase"] != FINISHED:
+                self._finish(entry, "timed_out", f"still {entry['phase']} after "
+                             f"{self.options.timeout:.0f} s")
