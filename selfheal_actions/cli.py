@@ -19,10 +19,14 @@ def _lab(args):
 
     if args.lab_command == "up":
         hosts = tuple(f"compute-{i}" for i in range(1, args.hosts + 1))
-        info = lab.up(hosts=hosts, mode=args.mode, driver=args.driver)
-        print(json.dumps({"nova": info["nova"]["compute_url"],
-                          "mistral": info["mistral"]["url"],
-                          "cloud_config": info["cloud_config"]}, indent=2))
+        start = lab.up_autoheal if "heat" in args.with_services else lab.up
+        info = start(hosts=hosts, mode=args.mode, driver=args.driver)
+        shown = {"nova": info["nova"]["compute_url"], "mistral": info["mistral"]["url"],
+                 "cloud_config": info["cloud_config"]}
+        if "heat" in info:
+            shown.update(heat=info["heat"]["orchestration_url"],
+                         zaqar=info["zaqar"]["messaging_url"])
+        print(json.dumps(shown, indent=2))
     elif args.lab_command == "down":
         lab.down()
     else:
@@ -106,6 +110,8 @@ def parser():
     lab.add_argument("--driver", default="fake.FakeDriver",
                      help="Nova's fake virt driver: fake.FakeDriver (large capacity), "
                           "fake.SmallFakeDriver, fake.FakeLiveMigrateDriver")
+    lab.add_argument("--with", dest="with_services", choices=["heat"], nargs="*", default=[],
+                     help="also Heat and Zaqar (the autohealing flow)")
     lab.set_defaults(func=_lab)
     install = sub.add_parser("install", help="create or update the workbooks in a Mistral "
                              "and check that it has the selfheal actions")

@@ -14,6 +14,7 @@ Two ways in, chosen per call:
 
       endpoints:
         compute: http://nova.example:8774/v2.1
+        orchestration: http://heat.example:8004/v1/<project id>
       token: optional-static-token      # sent as X-Auth-Token
       headers: {X-Auth-User: admin}      # extra headers on every request
       region_name: RegionOne
@@ -136,6 +137,23 @@ def nova(context, microversion=None):
         raise ActionFailure("service_unreachable",
                             f"cannot reach the compute API: {type(e).__name__}: {e}. Check the "
                             "catalog or the explicit endpoint.") from None
+
+
+def heat(context):
+    """A python-heatclient client (orchestration API v1).
+
+    Without Keystone the explicit ``orchestration`` endpoint includes the
+    project, e.g. ``http://heat.example:8004/v1/<project id>``.
+    """
+    from heatclient import client as heat_client
+
+    sess, endpoint, region = session_for(context, "orchestration")
+    kwargs = {"session": sess, "service_type": "orchestration"}
+    if endpoint:
+        kwargs["endpoint_override"] = endpoint
+    if region:
+        kwargs["region_name"] = region
+    return heat_client.Client("1", **kwargs)
 
 
 def execution_id(context):

@@ -4,19 +4,23 @@
 is reinstalled and restarted only when the selfheal package changed. The
 workbooks are (re)loaded into Mistral on every ``up``.
 
-Vitrage is an optional part: ``up_vitrage`` brings the lab up and then
-Vitrage's evaluator on it (``lab.up`` alone never starts it); ``down`` stops
-it too.
+Vitrage, Heat and Zaqar are optional parts: ``up_vitrage`` brings the lab
+up and then Vitrage's evaluator on it, ``up_autoheal`` adds Heat and Zaqar
+(``lab.up`` alone starts neither); ``down`` stops everything, and the
+private backends the lab started.
 """
 
 import json
 
+from selfheal_lab import backends
 from selfheal_lab import mistral_client
 from selfheal_lab import progress
 from selfheal_lab import state
+from selfheal_lab.services import heat
 from selfheal_lab.services import mistral
 from selfheal_lab.services import nova
 from selfheal_lab.services import vitrage
+from selfheal_lab.services import zaqar
 
 CLOUD_CONFIG = "cloud.yaml"
 
@@ -24,11 +28,18 @@ CLOUD_CONFIG = "cloud.yaml"
 def write_cloud_config(nova_info):
     """The explicit endpoint file the actions read in a Mistral without Keystone.
 
-    JSON is valid YAML, so the stdlib writes what the actions parse.
+    It names Nova, and Heat when the lab runs it. The actions read it on
+    every call, so adding Heat later needs no Mistral restart. JSON is valid
+    YAML, so the stdlib writes what the actions parse.
     """
     path = state.service_dir("selfheal") / CLOUD_CONFIG
-    config = {"endpoints": {"compute": nova_info["compute_url"]},
-              "headers": nova_info["headers"], "verify": False}
+    endpoints = {"compute": nova_info["compute_url"]}
+    headers = dict(nova_info["headers"])
+    heat_info = state.read_endpoints().get(heat.KEY)
+    if heat_info:
+        endpoints["orchestration"] = heat_info["orchestration_url"]
+        headers.update(heat_info["headers"])
+    config = {"endpoints": endpoints, "headers": headers, "verify": False}
     text = json.dumps(config, indent=2, sort_keys=True)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -75,6 +86,20 @@ def up_vitrage(templates_dir=None, **up_kwargs):
     return result
 
 
+def up_autoheal(**up_kwargs):
+    """Start (or keep) the lab as :func:`up` does, plus Heat and Zaqar (the
+    Heat autohealing flow). Their backends (RabbitMQ, MariaDB, Redis) are the
+    machine's when they answer, else private ones.
+
+    :returns: :func:`up`'s result plus ``"heat"`` and ``"zaqar"``.
+    """
+    heat_info = heat.up()
+    zaqar_info = zaqar.up()
+    result = up(**up_kwargs)  # rewrites the cloud config with Heat in it
+    result.update(heat=heat_info, zaqar=zaqar_info)
+    return result
+
+
 def down_mistral(mode):
     """Stop only Mistral in ``mode`` (the rest of the lab keeps running)."""
     mistral.down(mode=mode)
@@ -83,12 +108,19 @@ def down_mistral(mode):
 def down():
     """Stop every lab process (by the PIDs the lab recorded)."""
     vitrage.down()
+    zaqar.down()
+    heat.down()
     for mode in ("distributed", "embedded"):
         mistral.down(mode=mode)
     nova.down()
+    stopped = backends.down()
+    if stopped:
+        progress.step(f"private backends stopped: {', '.join(stopped)}")
     progress.step("lab stopped")
 
 
 def status():
     return {"nova": nova.status(), "mistral": mistral.status(),
-            "vitrage": vitrage.status(), "endpoints": state.read_endpoints()}
+            "vitrage": vitrage.status(), "heat": heat.status(), "zaqar": zaqar.status(),
+            "private_backends": backends.running_private(),
+            "endpoints": state.read_endpoints()}

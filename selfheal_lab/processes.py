@@ -159,3 +159,55 @@ def wait_ready_line(log, pid, timeout):
             raise RuntimeError(f"process {pid} exited before it was ready")
         time.sleep(0.3)
     raise RuntimeError(f"not ready within {timeout:.0f} s")
+
+
+def group_members(pgid):
+    """PIDs of the live processes in process group ``pgid`` (a lab process
+    and what it forked)."""
+    if not pgid:
+        return []
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is the state, fields[2] the process group.
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return sorted(members)
+
+
+def rerecord(service, name, pid):
+    """Record ``pid`` as the lab's process ``name`` once it is the final one.
+
+    Start wrappers (setpriv, the RabbitMQ script) exec into the real server;
+    only a live leader of its own process group (as started) is recorded.
+    """
+    if pid in group_members(pid):
+        record(service, name, pid)
+
+
+def stop_group(service, name, grace):
+    """Stop a lab process and make sure nothing of its group survives.
+
+    :raises RuntimeError: when a member survives SIGKILL.
+    """
+    pid = running_pid(service, name)
+    stopped = stop(service, name, grace=grace)
+    if pid:
+        deadline = time.monotonic() + 5.0
+        while group_members(pid) and time.monotonic() < deadline:
+            for member in group_members(pid):
+                try:
+                    os.kill(member, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        left = group_members(pid)
+        if left:
+            raise RuntimeError(f"processes {left} of {service}/{name} survived SIGKILL")
+    return stopped

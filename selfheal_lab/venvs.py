@@ -26,6 +26,12 @@ def python(name):
     return venv_dir(name) / "bin" / "python"
 
 
+def stamp(name):
+    """The hash of the requirements the venv ``name`` was built from."""
+    path = venv_dir(name) / "selfheal-stamp"
+    return path.read_text() if path.exists() else ""
+
+
 def _requirements(name):
     return (REQUIREMENTS_DIR / f"{name}.txt").read_text()
 

@@ -29,14 +29,13 @@ import hashlib
 import json
 import os
 import pathlib
-import pwd
-import shutil
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
+from selfheal_lab import backends
 from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
@@ -49,8 +48,6 @@ MODES = {
 PROCESS = "mistral"
 EMBEDDED_SCRIPT = pathlib.Path(__file__).resolve().with_name("mistral_embedded.py")
 DISTRIBUTED_SERVERS = "api,engine,executor,notifier,periodic"  # no event-engine: it spins a core
-RABBIT_PORT = 5672
-POSTGRES_PORT = 5432
 START_TIMEOUT = 180.0
 # Log lines that say each component is ready (the API answers before the
 # engine listens, and a call sent before that would wait for the RPC timeout).
@@ -60,8 +57,6 @@ READY_LINES = {
                     "Notification server started.", "Periodic server started.",
                     "API server started"),
 }
-# Set to 1 to use private RabbitMQ/PostgreSQL even when the standard ones answer.
-PRIVATE_BACKENDS_ENV = "SELFHEAL_LAB_PRIVATE_BACKENDS"
 
 
 class MistralLabError(RuntimeError):
@@ -90,8 +85,8 @@ def up(mode="embedded", env=None, package_path=state.SOURCE_ROOT, port=None,
     python = venvs.ensure("mistral")
     if package_path is not None:
         _install_package(package_path)
-    backends = _backends(mode, python)
-    fingerprint = _fingerprint(mode, env, backends)
+    wiring = _backends(mode, python)
+    fingerprint = _fingerprint(mode, env, wiring)
 
     current = _read_running(mode)
     pid = processes.running_pid(spec["service"], PROCESS)
@@ -107,8 +102,8 @@ def up(mode="embedded", env=None, package_path=state.SOURCE_ROOT, port=None,
     port = _choose_port(current, port)
     sdir = state.service_dir(spec["service"])
     conf = sdir / "mistral.conf"
-    conf.write_text(_config_text(mode, port, backends, sdir))
-    _prepare_database(mode, python, conf, backends, sdir)
+    conf.write_text(_config_text(mode, port, wiring, sdir))
+    _prepare_database(mode, python, conf, wiring, sdir)
 
     log = processes.log_file(spec["service"], PROCESS)
     offset = log.stat().st_size if log.exists() else 0
@@ -124,36 +119,32 @@ def up(mode="embedded", env=None, package_path=state.SOURCE_ROOT, port=None,
         processes.wait_http(url, timeout, pid=pid)
         _wait_log_lines(log, offset, READY_LINES[mode], timeout, pid)
     except RuntimeError as exc:
-        _rerecord(spec["service"], PROCESS, pid)
+        processes.rerecord(spec["service"], PROCESS, pid)
         _stop_mistral(mode)
         raise MistralLabError(f"Mistral ({mode}) did not start: {exc}; see {log}") from exc
 
-    _rerecord(spec["service"], PROCESS, pid)
-    pids = [pid] + [p for p in _group_members(pid) if p != pid]
+    processes.rerecord(spec["service"], PROCESS, pid)
+    pids = [pid] + [p for p in processes.group_members(pid) if p != pid]
     info = {"url": url, "mode": mode, "pids": pids, "log": str(log), "config": str(conf)}
-    if backends.get("private"):
-        info["private_backends"] = backends["private"]
+    if wiring.get("private"):
+        info["private_backends"] = wiring["private"]
     _write_running(mode, {"fingerprint": fingerprint, "port": port, "info": info,
-                          "backends": backends})
+                          "backends": wiring})
     state.update_endpoints(spec["key"], info)
     progress.step(f"Mistral ({mode}) ready at {url} in {time.monotonic() - t0:.1f} s")
     return info
 
 
-def down(mode="embedded", backends=True):
-    """Stop the lab's Mistral in ``mode`` and, with ``backends``, the private
-    RabbitMQ/PostgreSQL it started. Only PIDs the lab recorded are signalled.
+def down(mode="embedded"):
+    """Stop the lab's Mistral in ``mode`` (only PIDs the lab recorded are
+    signalled). Private backends are shared with other services: the lab
+    stops them (:func:`selfheal_lab.backends.down`).
 
     :returns: True if something was running.
     """
     spec = _spec(mode)
     current = _read_running(mode) or {}
     was_running = _stop_mistral(mode)
-    if backends and mode == "distributed":
-        for name in ("rabbitmq", "epmd", "postgres"):
-            if processes.running_pid(spec["service"], name):
-                was_running = True
-            _stop_group(spec["service"], name, grace=15.0)
     state.update_endpoints(spec["key"], None)
     (state.service_dir(spec["service"]) / "running.json").unlink(missing_ok=True)
     return was_running or bool(current)
@@ -170,7 +161,7 @@ def status():
         result[mode] = {
             "running": pid is not None,
             "url": url,
-            "pids": [pid] + [p for p in _group_members(pid) if p != pid] if pid else [],
+            "pids": [pid] + [p for p in processes.group_members(pid) if p != pid] if pid else [],
             "api": bool(pid and url and _api_answers(url)),
             "endpoints_key": spec["key"],
         }
@@ -220,12 +211,12 @@ def _install_requirements(path):
     stamp.write_text(digest)
 
 
-def _fingerprint(mode, env, backends):
+def _fingerprint(mode, env, wiring):
     vdir = venvs.venv_dir("mistral")
     parts = {
         "mode": mode,
         "env": env,
-        "backends": {k: v for k, v in backends.items() if k not in ("private", "db_state")},
+        "backends": {k: v for k, v in wiring.items() if k not in ("private", "db_state")},
         "venv": _read(vdir / "selfheal-stamp"),
         "package": _read(vdir / "selfheal-package-stamp"),
         "requirements": _read(vdir / "selfheal-requirements-stamp"),
@@ -292,83 +283,41 @@ def _wait_log_lines(log, offset, lines, timeout, pid):
         time.sleep(0.2)
 
 
-def _rerecord(service, name, pid):
-    """Record ``pid`` as the lab's process ``name`` once it is the final one.
-
-    Start wrappers (setpriv, the RabbitMQ script) exec into the real server;
-    only a live leader of its own process group (as started) is recorded.
-    """
-    if pid in _group_members(pid):
-        processes.record(service, name, pid)
 
 
-def _group_members(pgid):
-    """PIDs of the live processes in process group ``pgid`` (our session)."""
-    if not pgid:
-        return []
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] is the state, fields[2] the process group.
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
-    return sorted(members)
 
 
-def _stop_group(service, name, grace):
-    """Stop a lab process and make sure nothing of its group survives."""
-    pid = processes.running_pid(service, name)
-    stopped = processes.stop(service, name, grace=grace)
-    if pid:
-        deadline = time.monotonic() + 5.0
-        while _group_members(pid) and time.monotonic() < deadline:
-            for member in _group_members(pid):
-                try:
-                    os.kill(member, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
-        left = _group_members(pid)
-        if left:
-            raise MistralLabError(f"processes {left} of {service}/{name} survived SIGKILL")
-    return stopped
 
 
 def _stop_mistral(mode):
     service = _spec(mode)["service"]
     if mode == "embedded":  # exits on SIGTERM within a few seconds
-        return _stop_group(service, PROCESS, grace=10.0)
+        return processes.stop_group(service, PROCESS, grace=10.0)
     # The distributed master does not exit on SIGTERM, its workers do: let
     # the workers finish, then SIGKILL what is left of the group.
     pid = processes.running_pid(service, PROCESS)
-    if pid and pid in _group_members(pid):
+    if pid and pid in processes.group_members(pid):
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and set(_group_members(pid)) - {pid}:
+        while time.monotonic() < deadline and set(processes.group_members(pid)) - {pid}:
             time.sleep(0.1)
-    return _stop_group(service, PROCESS, grace=0.5)
+    return processes.stop_group(service, PROCESS, grace=0.5)
 
 
 # --------------------------------------------------------------------------
 # Configuration and database
 # --------------------------------------------------------------------------
 
-def _config_text(mode, port, backends, sdir):
+def _config_text(mode, port, wiring, sdir):
     common = f"""\
 [DEFAULT]
 debug = False
 use_stderr = True
-transport_url = {backends["transport_url"]}
-{backends.get("default_extra", "")}
+transport_url = {wiring["transport_url"]}
+{wiring.get("default_extra", "")}
 [api]
 host = 127.0.0.1
 port = {port}
@@ -377,7 +326,7 @@ port = {port}
 auth_enable = False
 
 [database]
-connection = {backends["database"]}
+connection = {wiring["database"]}
 
 [cron_trigger]
 # The periodic server processes cron triggers; the API must not as well.
@@ -399,7 +348,7 @@ type = local
 [notifier]
 type = local
 """
-    topic = backends["topic_prefix"]
+    topic = wiring["topic_prefix"]
     return common + f"""
 [engine]
 topic = {topic}_engine
@@ -418,8 +367,7 @@ topic = {topic}_event_engine
 
 
 def _lab_tag():
-    """A short name unique to this lab folder (isolates broker topics)."""
-    return hashlib.sha256(str(state.lab_dir().resolve()).encode()).hexdigest()[:8]
+    return backends.lab_tag()
 
 
 def _db_name():
@@ -431,13 +379,15 @@ def _backends(mode, python):
     if mode == "embedded":
         sdir = state.service_dir(MODES["embedded"]["service"])
         return {"transport_url": "fake:/", "database": f"sqlite:///{sdir / 'mistral.sqlite'}"}
-    private = []
-    rabbit_port = _ensure_rabbitmq(private)
-    pg_port = _ensure_postgres(private)
+    rabbit = backends.ensure("rabbitmq")
+    postgres = backends.ensure("postgres")
+    pg_port = postgres["port"]
     db_state = _create_database(python, pg_port)
     tag = f"selfheal_{_lab_tag()}"
+    private = [{"name": name, "port": b["port"]}
+               for name, b in (("rabbitmq", rabbit), ("postgres", postgres)) if b["private"]]
     return {
-        "transport_url": f"rabbit://guest:guest@127.0.0.1:{rabbit_port}/",
+        "transport_url": f"rabbit://guest:guest@127.0.0.1:{rabbit['port']}/",
         "database": f"postgresql+psycopg2://{db_state['user']}@127.0.0.1:{pg_port}/{_db_name()}",
         # Exchange and topics named after this lab: no collision with any
         # other Mistral using the same broker.
@@ -448,7 +398,7 @@ def _backends(mode, python):
     }
 
 
-def _prepare_database(mode, python, conf, backends, sdir):
+def _prepare_database(mode, python, conf, wiring, sdir):
     manage = str(python.parent / "mistral-db-manage")
     if mode == "embedded":
         marker = sdir / "db-ready"
@@ -460,17 +410,17 @@ def _prepare_database(mode, python, conf, backends, sdir):
              sdir, "db-setup")
         _run([manage, "--config-file", str(conf), "stamp", "head"], sdir, "db-stamp")
         _run([manage, "--config-file", str(conf), "populate"], sdir, "db-populate")
-        marker.write_text(backends["database"])
+        marker.write_text(wiring["database"])
         return
     # populate stores nothing checkable in 23.0.0: a marker says it ran.
     marker = sdir / "db-ready"
-    if backends["db_state"]["migrated"] and _read(marker) == backends["database"]:
+    if wiring["db_state"]["migrated"] and _read(marker) == wiring["database"]:
         return
     progress.step(f"migrating the PostgreSQL database {_db_name()}")
     marker.unlink(missing_ok=True)
     _run([manage, "--config-file", str(conf), "upgrade", "head"], sdir, "db-upgrade")
     _run([manage, "--config-file", str(conf), "populate"], sdir, "db-populate")
-    marker.write_text(backends["database"])
+    marker.write_text(wiring["database"])
 
 
 def _run(argv, sdir, name):
@@ -535,192 +485,3 @@ def _create_database(python, pg_port):
             f"cannot use PostgreSQL on 127.0.0.1:{pg_port} as any of {users} without a password "
             f"(the lab needs trust authentication on loopback):\n{result.stderr.strip()[-800:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def _force_private():
-    return os.environ.get(PRIVATE_BACKENDS_ENV, "") not in ("", "0")
-
-
-# --------------------------------------------------------------------------
-# Private RabbitMQ / PostgreSQL for machines without the standard ones
-# --------------------------------------------------------------------------
-
-_SERVICE = MODES["distributed"]["service"]
-
-
-def _private_port(name):
-    """A stable private loopback port kept in the service folder."""
-    path = state.service_dir(_SERVICE) / f"{name}.port"
-    try:
-        port = int(path.read_text())
-    except (FileNotFoundError, ValueError):
-        port = None
-    if port is None or (processes.port_open(port) and not processes.running_pid(_SERVICE, name)):
-        port = processes.free_port()
-        path.write_text(str(port))
-    return port
-
-
-def _as_service_user(user, paths):
-    """argv prefix that drops root to ``user`` (exec, no extra process)."""
-    if os.geteuid() != 0:
-        return []
-    try:
-        pw = pwd.getpwnam(user)
-    except KeyError:
-        raise MistralLabError(
-            f"user {user!r} is missing (is its Debian package installed?)") from None
-    for path in paths:
-        for root, _, files in os.walk(path):
-            os.chown(root, pw.pw_uid, pw.pw_gid)
-            for f in files:
-                os.chown(os.path.join(root, f), pw.pw_uid, pw.pw_gid)
-    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
-            "--reset-env", "--"]
-
-
-def _apt_install(package):
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise MistralLabError(f"{package} is not installed and this lab cannot install it "
-                              f"(run: sudo apt-get install {package})")
-    progress.step(f"installing {package} from Debian packages")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    # The package scripts start the system-wide service; keep them from doing so.
-    policy = pathlib.Path("/usr/sbin/policy-rc.d")
-    created = not policy.exists()
-    if created:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", package],
-                                env=env, capture_output=True, text=True)
-    finally:
-        if created:
-            policy.unlink(missing_ok=True)
-    if result.returncode != 0:
-        raise MistralLabError(f"apt-get install {package} failed:\n{result.stderr[-800:]}")
-
-
-def _postgres_bindir():
-    found = sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
-    return found[-1].parent if found else None
-
-
-def _ensure_postgres(private):
-    if not _force_private() and processes.port_open(POSTGRES_PORT):
-        return POSTGRES_PORT
-    if processes.running_pid(_SERVICE, "postgres"):
-        port = int((state.service_dir(_SERVICE) / "postgres.port").read_text())
-        private.append({"name": "postgres", "port": port})
-        return port
-    if _postgres_bindir() is None:
-        _apt_install("postgresql")
-    bindir = _postgres_bindir()
-    if bindir is None:
-        raise MistralLabError("PostgreSQL is not reachable on 127.0.0.1:5432 and no "
-                              "/usr/lib/postgresql/*/bin/postgres was found")
-    base = state.service_dir(_SERVICE) / "postgres"
-    data, run = base / "data", base / "run"
-    run.mkdir(parents=True, exist_ok=True)
-    port = _private_port("postgres")
-    if not (data / "PG_VERSION").exists():
-        progress.step("creating a private PostgreSQL cluster (first time only)")
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
-        prefix = _as_service_user("postgres", [base])
-        if prefix:
-            _check_traversable(base, "postgres")
-        result = subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                                 "-A", "trust", "-E", "UTF8", "--no-sync"],
-                                capture_output=True, text=True, cwd=str(base))
-        if result.returncode != 0:
-            raise MistralLabError(f"initdb failed:\n{result.stderr[-800:]}")
-    prefix = _as_service_user("postgres", [base])
-    progress.step(f"starting a private PostgreSQL on 127.0.0.1:{port}")
-    pid = processes.start(_SERVICE, "postgres", [
-        *prefix, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(run),
-        "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-        "-c", "full_page_writes=off"], cwd=str(base))
-    _wait_port(port, 60, pid, "postgres", "PostgreSQL")
-    _rerecord(_SERVICE, "postgres", pid)  # recorded while setpriv was still exec'ing
-    private.append({"name": "postgres", "port": port})
-    return port
-
-
-def _check_traversable(path, user):
-    for parent in path.parents:
-        if parent.stat().st_mode & 0o001:
-            continue
-        raise MistralLabError(f"{parent} is not accessible to the {user} user; "
-                              "put the lab elsewhere with SELFHEAL_LAB_DIR")
-
-
-def _wait_port(port, timeout, pid, name, what):
-    """Wait for a private backend to listen; stop it (by PID) if it does not."""
-    log = processes.log_file(_SERVICE, name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if processes.port_open(port):
-            return
-        if not processes._alive(pid):
-            raise MistralLabError(f"the private {what} exited; see {log}")
-        time.sleep(0.3)
-    _rerecord(_SERVICE, name, pid)
-    _stop_group(_SERVICE, name, grace=5.0)
-    raise MistralLabError(f"the private {what} did not listen on {port} within {timeout} s; "
-                          f"see {log}")
-
-
-def _ensure_rabbitmq(private):
-    if not _force_private() and processes.port_open(RABBIT_PORT):
-        return RABBIT_PORT
-    sdir = state.service_dir(_SERVICE)
-    if processes.running_pid(_SERVICE, "rabbitmq"):
-        port = int((sdir / "rabbitmq.port").read_text())
-        private.append({"name": "rabbitmq", "port": port})
-        return port
-    server = pathlib.Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
-    if not server.exists():
-        _apt_install("rabbitmq-server")
-    if not server.exists() or not shutil.which("epmd"):
-        raise MistralLabError("RabbitMQ is not reachable on 127.0.0.1:5672 and "
-                              f"{server} (package rabbitmq-server) is missing")
-    base = sdir / "rabbitmq"
-    for sub in ("mnesia", "log", "home"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    port = _private_port("rabbitmq")
-    epmd_port = _private_port("epmd")
-    dist_port = _private_port("rabbitmq-dist")
-    (base / "rabbitmq.conf").write_text(
-        "loopback_users.guest = true\n"
-        f"listeners.tcp.1 = 127.0.0.1:{port}\n")
-    (base / "enabled_plugins").write_text("[].\n")
-    (base / "rabbitmq-env.conf").write_text("")
-    env = {
-        "HOME": str(base / "home"),
-        "ERL_EPMD_PORT": str(epmd_port),
-        "ERL_EPMD_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODENAME": f"selfheal{_lab_tag()}@localhost",
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(base / "log"),
-        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-        "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
-        "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
-        "RABBITMQ_LOGS": "-",
-    }
-    if not processes.running_pid(_SERVICE, "epmd"):
-        epid = processes.start(_SERVICE, "epmd", ["epmd", "-port", str(epmd_port),
-                                                  "-address", "127.0.0.1"], env=env)
-        _wait_port(epmd_port, 20, epid, "epmd", "epmd")
-        _rerecord(_SERVICE, "epmd", epid)
-    progress.step(f"starting a private RabbitMQ on 127.0.0.1:{port}")
-    pid = processes.start(_SERVICE, "rabbitmq", [str(server)], env=env, cwd=str(base))
-    _wait_port(port, 120, pid, "rabbitmq", "RabbitMQ")
-    _rerecord(_SERVICE, "rabbitmq", pid)  # the start script exec'd the Erlang VM
-    private.append({"name": "rabbitmq", "port": port})
-    return port

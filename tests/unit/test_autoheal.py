@@ -1,0 +1,207 @@
+"""selfheal.mark_unhealthy's decisions, on an in-memory Heat."""
+
+import datetime
+import itertools
+
+import pytest
+
+from selfheal_actions import autoheal
+from selfheal_actions.results import ActionFailure
+from tests.unit.fake_heat import FakeHeat
+
+
+def args(**overrides):
+    base = {"stack": "web", "member": "1", "reason": None, "since": None,
+            "timeout": 60, "nested_depth": 5, "dry_run": False}
+    base.update(overrides)
+    return base
+
+
+def heal(heat, **overrides):
+    ticks = itertools.count(0, 1.0)  # each clock read is one second later
+    healing = autoheal.MemberHealing(heat, args(**overrides), "test reason",
+                                     clock=lambda: next(ticks), sleep=lambda s: None)
+    return healing.run(), healing
+
+
+def test_member_by_name_is_marked_updated_and_verified():
+    heat = FakeHeat()
+    old = heat.members["1"]["physical_id"]
+    result, _ = heal(heat)
+    assert result["outcome"] == "replaced"
+    assert result["member"]["old_physical_id"] == old
+    assert result["member"]["new_physical_id"] == heat.members["1"]["physical_id"] != old
+    assert [c["change"] for c in result["changes"]] == ["marked_unhealthy", "updated"]
+    assert heat.count("mark_unhealthy") == 1 and heat.count("update_existing") == 1
+    # the others were left alone
+    assert heat.members["0"]["physical_id"] == "server-1"
+
+
+def test_member_by_physical_id_is_found_in_the_nested_stack():
+    heat = FakeHeat()
+    server = heat.members["2"]["physical_id"]
+    result, _ = heal(heat, member=server)
+    assert result["outcome"] == "replaced"
+    assert result["member"]["name"] == "2"
+    assert heat.members["2"]["physical_id"] != server
+
+
+def test_already_marked_member_is_not_marked_again():
+    heat = FakeHeat()
+    heat.members["1"]["status"] = "CHECK_FAILED"
+    result, _ = heal(heat)
+    assert result["outcome"] == "replaced"
+    assert heat.count("mark_unhealthy") == 0
+    assert [c["change"] for c in result["changes"]] == ["updated"]
+
+
+def test_repeated_alarm_for_a_replaced_member_is_a_no_op():
+    heat = FakeHeat()
+    server = heat.members["1"]["physical_id"]
+    heal(heat, member=server)
+    calls = len(heat.calls)
+    result, _ = heal(heat, member=server)
+    assert result["outcome"] == "already_replaced"
+    assert result["changes"] == []
+    assert result["member"]["new_physical_id"] == heat.members["1"]["physical_id"]
+    assert len(heat.calls) == calls  # nothing marked or updated
+
+
+def test_alarm_during_the_update_that_replaces_its_member_waits_and_does_nothing():
+    heat = FakeHeat(update_polls=3)
+    server = heat.members["1"]["physical_id"]
+    heat.members["1"]["status"] = "CHECK_FAILED"  # an earlier alarm marked it...
+    heat.start_update()  # ...and its update runs
+    result, _ = heal(heat, member=server)
+    assert result["outcome"] == "already_replaced"
+    assert result["waited_for_updates"] == 1
+    assert heat.count("update_existing") == 0
+
+
+def test_alarm_for_another_member_during_an_update_heals_it_afterwards():
+    heat = FakeHeat()
+    heat.members["0"]["status"] = "CHECK_FAILED"
+    heat.start_update()  # replacing member 0
+    server = heat.members["2"]["physical_id"]
+    result, _ = heal(heat, member=server)
+    assert result["outcome"] == "replaced"
+    assert result["waited_for_updates"] == 1
+    assert heat.members["2"]["physical_id"] != server
+    assert heat.members["0"]["physical_id"] not in ("server-1",)
+
+
+def test_conflict_on_update_waits_for_the_other_update_then_decides_again():
+    class RacingHeat(FakeHeat):
+        """Another execution starts its update between our mark and ours."""
+
+        def update_existing(self, identity):
+            if not any(c[0] == "update_existing" for c in self.calls):
+                self.start_update()
+            super().update_existing(identity)
+
+    heat = RacingHeat()
+    server = heat.members["1"]["physical_id"]
+    result, _ = heal(heat, member=server)
+    # the other update replaced our marked member: no second update
+    assert result["outcome"] == "already_replaced"
+    assert heat.count("update_existing") == 1
+    assert result["waited_for_updates"] == 1
+    assert [c["change"] for c in result["changes"]] == ["marked_unhealthy"]
+
+
+def test_name_given_member_created_after_the_failure_is_left_alone():
+    heat = FakeHeat()
+    heat.members["1"]["creation_time"] = "2026-11-22T10:05:00Z"
+    since = datetime.datetime(2026, 11, 22, 10, 0, tzinfo=datetime.timezone.utc)
+    result, _ = heal(heat, since=since)
+    assert result["outcome"] == "already_replaced"
+    assert heat.calls == []
+    # a failure seen after it was built is healed
+    result, _ = heal(heat, since=since.replace(minute=10))
+    assert result["outcome"] == "replaced"
+
+
+def test_dry_run_reports_and_changes_nothing():
+    heat = FakeHeat()
+    before = {k: dict(v) for k, v in heat.members.items()}
+    result, _ = heal(heat, dry_run=True)
+    assert result["outcome"] == "would_replace"
+    assert [c["change"] for c in result["changes"]] == ["marked_unhealthy", "updated"]
+    assert heat.calls == [] and heat.members == before
+
+
+@pytest.mark.parametrize("setup, overrides, reason", [
+    (lambda h: None, {"stack": "nope"}, "stack_not_found"),
+    (lambda h: None, {"member": "no-such-server"}, "member_not_found"),
+    (lambda h: None, {"member": "group"}, "member_not_replaceable"),
+    (lambda h: setattr(h, "root_status", "UPDATE_FAILED"), {}, "stack_failed"),
+    (lambda h: h.members["1"].update(status="DELETE_IN_PROGRESS"), {}, "member_not_replaceable"),
+])
+def test_refusals_change_nothing(setup, overrides, reason):
+    heat = FakeHeat()
+    setup(heat)
+    with pytest.raises(ActionFailure) as err:
+        heal(heat, **overrides)
+    assert err.value.reason == reason
+    assert err.value.message
+    assert heat.calls == [] and err.value.changes == []
+
+
+def test_ambiguous_name_is_refused_with_candidates():
+    resources = [{"name": "0", "physical_id": "a", "stack": "s1/1"},
+                 {"name": "0", "physical_id": "b", "stack": "s2/2"}]
+    with pytest.raises(ActionFailure) as err:
+        autoheal.find_member(resources, "0")
+    assert err.value.reason == "ambiguous_member"
+    assert {c["physical_id"] for c in err.value.details["candidates"]} == {"a", "b"}
+    assert autoheal.find_member(resources, "b")["stack"] == "s2/2"
+
+
+def test_failed_update_reports_what_was_changed():
+    heat = FakeHeat(update_result="UPDATE_FAILED")
+    with pytest.raises(ActionFailure) as err:
+        heal(heat)
+    assert err.value.reason == "update_failed"
+    assert [c["change"] for c in err.value.changes] == ["marked_unhealthy", "updated"]
+
+
+def test_update_that_never_ends_times_out():
+    heat = FakeHeat(update_polls=10_000)
+    with pytest.raises(ActionFailure) as err:
+        heal(heat, timeout=5)
+    assert err.value.reason == "update_timeout"
+    assert "UPDATE_IN_PROGRESS" in err.value.message
+
+
+def test_update_that_does_not_replace_the_member_is_not_verified():
+    class LazyHeat(FakeHeat):
+        def _finish_update(self):
+            self.polls_left = None
+            self.root_status = "UPDATE_COMPLETE"  # but nothing replaced
+
+    heat = LazyHeat()
+    with pytest.raises(ActionFailure) as err:
+        heal(heat)
+    assert err.value.reason == "replacement_not_verified"
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"stack": ""}, "'stack' is required"),
+    ({"member": None}, "'member' is required"),
+    ({"timeout": 0}, "'timeout' must be at least 1"),
+    ({"since": "yesterday"}, "'since' must be an ISO 8601 time"),
+    ({"dry_run": "maybe"}, "'dry_run' must be true or false"),
+    ({"nested_depth": 1.5}, "'nested_depth' must be a whole number"),
+])
+def test_bad_input_is_refused_before_heat_is_asked(kwargs, fragment, monkeypatch):
+    def no_client(context):
+        raise AssertionError("Heat must not be reached with bad input")
+
+    monkeypatch.setattr(autoheal.clients, "heat", no_client)
+    params = {"stack": "web", "member": "1"}
+    params.update(kwargs)
+    result = autoheal.MarkUnhealthyAction(**params).run(context=None)
+    assert result.is_error()
+    assert result.error["reason"] == "invalid_input"
+    assert fragment in result.error["message"]
+    assert result.error["changed"] is False
