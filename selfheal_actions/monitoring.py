@@ -80,8 +80,7 @@ class VitrageMonitor:
         :raises MonitoringUnavailable: ``vitrage_unreachable`` (or
             ``vitrage_not_configured`` when the catalog has no Vitrage).
         """
-        details = {"hostname": host, "status": DOWN if on else UP, "source": "selfheal",
-                   "severity": "warning"}
+        details = {"hostname": host, "status": DOWN if on else UP, "source": "selfheal"}
         for key, value in (("cause", reason), ("until", until), ("by", by)):
             if value:
                 details[key] = value

@@ -279,7 +279,7 @@ def test_vitrage_monitor_posts_a_doctor_event_for_the_host():
     raised, cleared = client.event.posted
     assert raised["type"] == cleared["type"] == alarms.MAINTENANCE_ALARM
     assert raised["details"] == {"hostname": "h0", "status": "down", "source": "selfheal",
-                                 "severity": "warning", "cause": "disk swap",
+                                 "cause": "disk swap",
                                  "until": "2026-11-22T10:00:00Z", "by": "e1"}
     assert cleared["details"]["status"] == "up"
     assert raised["time"][:2] == "20" and "T" in raised["time"]
