@@ -15,6 +15,7 @@ Two ways in, chosen per call:
       endpoints:
         compute: http://nova.example:8774/v2.1
         orchestration: http://heat.example:8004/v1/<project id>
+        rca: http://vitrage.example:8999  # optional (selfheal[vitrage])
       token: optional-static-token      # sent as X-Auth-Token
       headers: {X-Auth-User: admin}      # extra headers on every request
       region_name: RegionOne
