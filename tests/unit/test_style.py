@@ -14,6 +14,6 @@ RUFF = shutil.which("ruff", path=str(pathlib.Path(sys.executable).parent)) or sh
 def test_ruff_is_clean():
     assert RUFF, "ruff is missing: install the project with its test extras (.[test])"
     result = subprocess.run([RUFF, "check", "selfheal_actions", "selfheal_lab", "tests",
-                             "benchmarks", "tools"], cwd=state.SOURCE_ROOT, capture_output=True,
-                            text=True)
+                             "benchmarks", "tools", "doc"], cwd=state.SOURCE_ROOT,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
