@@ -163,6 +163,7 @@ class MemberHealing:
         self.started = utcnow()
         self.deadline = clock() + args["timeout"]
         self.waited = 0
+        self.own_update_started = None  # the stack's updated_time once ours ran
         self.changes = []
 
     def run(self):
@@ -233,9 +234,15 @@ class MemberHealing:
             if root is None:
                 raise ActionFailure("stack_not_found", "the stack disappeared while healing",
                                     changes=self.changes)
-            started = root["updated_time"] != before or in_progress(root["status"])
+            if own and self.own_update_started is None and root["updated_time"] != before:
+                self.own_update_started = root["updated_time"]
+            started = self.own_update_started is not None or in_progress(root["status"])
             if not in_progress(root["status"]) and (not own or started):
                 break
+            if own and root["updated_time"] not in (before, self.own_update_started):
+                # ours ended and another alarm's update began: the member
+                # tells whether ours did its job
+                return root
             if self.clock() > self.deadline:
                 raise ActionFailure(
                     "update_timeout",
@@ -309,6 +316,12 @@ class MemberHealing:
                 f"not replaced (now: {found and found['status']}, physical id "
                 f"{found and found['physical_id']}). Check the resource's events.",
                 changes=self.changes, member=old["name"], now=found)
+        # Another alarm's update may have replaced it between our read and
+        # our update (ours then changed nothing): say so, not "replaced".
+        created = parse_time(new[0].get("creation_time"))
+        ours_started = parse_time(self.own_update_started)
+        if created and ours_started and created < ours_started:
+            return self._result("already_replaced", root, old, new[0], t0)
         return self._result("replaced", root, old, new[0], t0)
 
     def _result(self, outcome, root, old, new, t0):

@@ -182,3 +182,8 @@ def action_executions(url, execution_id, _path=None):
             rows.append(dict(base, action=None, state=None, state_info=None, input=None,
                              output=None, id=None))
     return rows
+
+
+def get_workflow(url, name):
+    """The workflow definition ``name`` (its ``id`` is what Zaqar triggers use)."""
+    return _request("GET", _url(url, f"/workflows/{urllib.parse.quote(name)}"))

@@ -87,6 +87,27 @@ def test_functions_are_registered_for_mistral():
 
     names = {ep.name: ep.value for ep in metadata.entry_points(
         group="mistral.expression.functions") if ep.value.startswith("selfheal_actions")}
-    assert names == {"selfheal_alarm": "selfheal_actions.yaql_functions:selfheal_alarm",
-                     "selfheal_alarm_traits":
-                         "selfheal_actions.yaql_functions:selfheal_alarm_traits"}
+    assert names == {
+        "selfheal_alarm": "selfheal_actions.yaql_functions:selfheal_alarm",
+        "selfheal_alarm_traits": "selfheal_actions.yaql_functions:selfheal_alarm_traits",
+        "selfheal_heals_ahead": "selfheal_actions.yaql_functions:selfheal_heals_ahead"}
+
+
+def test_heals_of_one_stack_queue_oldest_first():
+    from types import SimpleNamespace as Ex
+
+    def ex(id_, created, stack, workflow="selfheal.autoheal.heal_from_alarm"):
+        return Ex(id=id_, created_at=created, workflow_name=workflow,
+                  input={"stack_id": "nested", "root_stack_id": stack})
+
+    a = ex("b-id", "2026-11-22 10:00:00", "s1")
+    b = ex("a-id", "2026-11-22 10:00:01", "s1")
+    c = ex("c-id", "2026-11-22 10:00:01", "s1")  # same second as b: id decides
+    other_stack = ex("0-id", "2026-11-22 09:00:00", "s2")
+    other_workflow = ex("1-id", "2026-11-22 09:00:00", "s1", workflow="x.y.z")
+    running = [a, b, c, other_stack, other_workflow]
+    assert [yaql_functions.heals_ahead(e, running) for e in (a, b, c)] == [0, 1, 2]
+    assert yaql_functions.heals_ahead(other_stack, running) == 0
+    # the plain workflow names its stack 'stack'
+    assert yaql_functions.stack_of({"stack": "web"}) == "web"
+    assert yaql_functions.stack_of({}) is None

@@ -205,3 +205,40 @@ def test_bad_input_is_refused_before_heat_is_asked(kwargs, fragment, monkeypatch
     assert result.error["reason"] == "invalid_input"
     assert fragment in result.error["message"]
     assert result.error["changed"] is False
+
+
+def test_update_after_another_alarm_replaced_the_member_is_not_called_a_replacement():
+    class LateHeat(FakeHeat):
+        """Another execution's whole update runs between our read and our update."""
+
+        def update_existing(self, identity):
+            if not any(c[0] == "update_existing" for c in self.calls):
+                self.calls.append(("update_existing", identity))
+                self.start_update()
+                self._finish_update()  # ...it replaced the member we marked
+            super().update_existing(identity)
+
+    heat = LateHeat()
+    server = heat.members["1"]["physical_id"]
+    result, _ = heal(heat, member=server)
+    assert result["outcome"] == "already_replaced"
+    assert result["member"]["new_physical_id"] == heat.members["1"]["physical_id"] != server
+
+
+def test_own_update_followed_at_once_by_another_is_still_ours():
+    class BusyHeat(FakeHeat):
+        """Another alarm's update starts the moment ours ends."""
+
+        def _finish_update(self):
+            first = not any(c == ("other",) for c in self.calls)
+            super()._finish_update()
+            if first:
+                self.calls.append(("other",))
+                self.update_polls = 10_000
+                self.start_update()
+
+    heat = BusyHeat()
+    server = heat.members["1"]["physical_id"]
+    result, _ = heal(heat, member=server, timeout=30)
+    assert result["outcome"] == "replaced"
+    assert result["member"]["new_physical_id"] == heat.members["1"]["physical_id"] != server

@@ -1,0 +1,64 @@
+"""The few Zaqar v2 calls the lab makes (stdlib only): queues,
+subscriptions and messages, with the no-auth headers of the lab's Zaqar."""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from selfheal_lab import state
+
+
+class ZaqarAPIError(RuntimeError):
+    pass
+
+
+def _info():
+    info = state.read_endpoints().get("zaqar")
+    if not info:
+        raise ZaqarAPIError("Zaqar is not running in the lab (selfheal lab up --with heat)")
+    return info
+
+
+def _request(method, path, body=None):
+    info = _info()
+    headers = dict(info["headers"], **{"Content-Type": "application/json"})
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(info["messaging_url"] + path, data=data, headers=headers,
+                                 method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            text = resp.read().decode()
+    except urllib.error.HTTPError as e:
+        raise ZaqarAPIError(f"Zaqar {method} {path}: HTTP {e.code} "
+                            f"{e.read().decode(errors='replace')}") from None
+    return json.loads(text) if text.strip() else None
+
+
+def create_queue(name):
+    _request("PUT", f"/v2/queues/{urllib.parse.quote(name)}", {})
+
+
+def delete_queue(name):
+    _request("DELETE", f"/v2/queues/{urllib.parse.quote(name)}")
+
+
+def subscribe(queue, subscriber, post_data=None, ttl=3600):
+    """Subscribe ``subscriber`` (a URL) to ``queue``; returns the id.
+
+    :param post_data: the request body template as a **JSON string** in
+        which Zaqar replaces the quoted ``"$zaqar_message$"`` with the message.
+    """
+    options = {}
+    if post_data is not None:
+        options["post_data"] = post_data
+    answer = _request("POST", f"/v2/queues/{urllib.parse.quote(queue)}/subscriptions",
+                      {"subscriber": subscriber, "ttl": ttl, "options": options})
+    return answer["subscription_id"]
+
+
+def post(queue, *bodies, ttl=3600):
+    """Post messages with these bodies in one request; returns their ids."""
+    answer = _request("POST", f"/v2/queues/{urllib.parse.quote(queue)}/messages",
+                      {"messages": [{"body": body, "ttl": ttl} for body in bodies]})
+    return [ref.rsplit("/", 1)[-1] for ref in answer["resources"]]
