@@ -3,6 +3,7 @@
     selfheal demo [--keep-lab]        a host failure healed on the local lab
     selfheal lab up|down|status       the lab of real OpenStack services
     selfheal install [--dry-run]      load the workbooks into a Mistral, check actions
+        [--with-vitrage]              ... and the templates into Vitrage
     selfheal validate [PATHS...]      workbooks and templates: Mistral's parser,
                                       Vitrage's validator, and our cross-checks
 
@@ -92,6 +93,15 @@ def _install(args):
         print(f"selfheal install: {error}", file=sys.stderr)
         return 1
     print("\n".join(install.describe(result)))
+    if args.with_vitrage or args.vitrage_url:
+        from selfheal_actions import install_vitrage
+
+        try:
+            loaded = install_vitrage.install_templates(args.vitrage_url, args.dry_run)
+        except install.InstallError as error:
+            print(f"selfheal install: {error}", file=sys.stderr)
+            return 1
+        print("\n".join(install_vitrage.describe(loaded)))
     return 1 if result["missing_actions"] else 0
 
 
@@ -118,6 +128,12 @@ def parser():
     install.add_argument("--mistral-url", help="Mistral v2 URL (no Keystone); default: "
                          "$OS_MISTRAL_URL, else the OS_* Keystone variables")
     install.add_argument("--dry-run", action="store_true", help="say what would change")
+    install.add_argument("--with-vitrage", action="store_true",
+                         help="also load the Vitrage templates: create new ones, replace "
+                         "changed ones (Vitrage from --vitrage-url, $OS_VITRAGE_URL, or the "
+                         "catalog's rca endpoint)")
+    install.add_argument("--vitrage-url", help="Vitrage API URL (no Keystone); implies "
+                         "--with-vitrage")
     install.set_defaults(func=_install)
     validate = sub.add_parser("validate", help="validate workbooks and Vitrage templates "
                               "offline: the platforms' own parsers, then our cross-checks")

@@ -27,6 +27,17 @@ class InstallError(Exception):
     """Something the operator must fix; the message says what."""
 
 
+def keystone_session():
+    """A Keystone session from the usual ``OS_*`` variables (password auth)."""
+    loader = loading.get_plugin_loader("password")
+    auth = loader.load_from_options(
+        auth_url=os.environ["OS_AUTH_URL"], username=os.environ.get("OS_USERNAME"),
+        password=os.environ.get("OS_PASSWORD"), project_name=os.environ.get("OS_PROJECT_NAME"),
+        user_domain_name=os.environ.get("OS_USER_DOMAIN_NAME", "Default"),
+        project_domain_name=os.environ.get("OS_PROJECT_DOMAIN_NAME", "Default"))
+    return ks_session.Session(auth=auth, verify=os.environ.get("OS_CACERT", True))
+
+
 def mistral_session(mistral_url=None):
     """``(session, endpoint)`` for Mistral's v2 API."""
     url = mistral_url or os.environ.get("OS_MISTRAL_URL")
@@ -37,13 +48,7 @@ def mistral_session(mistral_url=None):
         raise InstallError("no Mistral to talk to: pass --mistral-url (or set OS_MISTRAL_URL) "
                            "for a Mistral without Keystone, or set the OS_* variables "
                            "(OS_AUTH_URL, OS_USERNAME, ...) of your cloud")
-    loader = loading.get_plugin_loader("password")
-    auth = loader.load_from_options(
-        auth_url=os.environ["OS_AUTH_URL"], username=os.environ.get("OS_USERNAME"),
-        password=os.environ.get("OS_PASSWORD"), project_name=os.environ.get("OS_PROJECT_NAME"),
-        user_domain_name=os.environ.get("OS_USER_DOMAIN_NAME", "Default"),
-        project_domain_name=os.environ.get("OS_PROJECT_DOMAIN_NAME", "Default"))
-    sess = ks_session.Session(auth=auth, verify=os.environ.get("OS_CACERT", True))
+    sess = keystone_session()
     try:
         endpoint = sess.get_endpoint(service_type="workflowv2", interface="public",
                                      region_name=os.environ.get("OS_REGION_NAME"))

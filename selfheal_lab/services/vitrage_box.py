@@ -614,6 +614,156 @@ class Box:
         return {"is_valid_config": bool(result.is_valid_config),
                 "status_code": result.status_code, "message": result.comment}
 
+    # --- Vitrage's template API (/v1/template) ------------------------------
+    #
+    # The requests python-vitrageclient's template manager sends (list, show,
+    # versions: GET; add: PUT; validate: POST; delete: DELETE), answered in
+    # the shapes of Vitrage's TemplateController and TemplateApis. Adding and
+    # deleting run Vitrage's own template DB code and then do synchronously
+    # what Vitrage's evaluator worker does on a template event.
+
+    @staticmethod
+    def _template_dict(row):
+        return {"uuid": row.uuid or None, "name": row.name, "status": row.status,
+                "date": str(row.created_at) if getattr(row, "created_at", None) else None,
+                "status details": row.status_details, "type": row.template_type}
+
+    @staticmethod
+    def _template_files(body):
+        templates = body.get("templates")
+        if not isinstance(templates, list) or not templates or not all(
+                isinstance(t, list) and len(t) == 2 and isinstance(t[1], dict)
+                and isinstance(t[1].get("metadata"), dict) for t in templates):
+            raise ValueError('expected {"templates": [[path, {"metadata": ...}], ...], '
+                             '"template_type", "params"}')
+        return [t[1] for t in templates]
+
+    def _template_rows(self, ids):
+        """Rows not deleted, by uuid or by name (Vitrage's API takes either)."""
+        from vitrage.common.constants import TemplateStatus
+
+        rows = {}
+        for value in ids if isinstance(ids, list) else [ids]:
+            found = self.db.templates.query(uuid=value) or self.db.templates.query(name=value)
+            for row in found:
+                if row.status != TemplateStatus.DELETED:
+                    rows[row.uuid] = row
+        return list(rows.values())
+
+    def _evaluate_templates(self, rows, mode, new_status):
+        """As EvaluatorWorker._template_action, then the reload: run only these
+        templates' scenarios on the whole graph (DO on add, UNDO on delete),
+        set their new status, then load every active template."""
+        from vitrage.common.constants import TemplateTypes
+        from vitrage.evaluator.scenario_repository import ScenarioRepository
+
+        names = [r.name for r in rows if r.template_type == TemplateTypes.STANDARD]
+        if names:
+            repo = ScenarioRepository()
+            for scenario in repo._all_scenarios:
+                scenario.enabled = any(scenario.id.startswith(n) for n in names)
+            self.evaluator.scenario_repo = repo
+            self.evaluator.run_evaluator(mode)
+            self._drain()
+        for row in rows:
+            self.db.templates.update(row.uuid, "status", new_status)
+        self.scenario_repo = ScenarioRepository()
+        self.evaluator.scenario_repo = self.scenario_repo
+
+    def template_list(self):
+        from vitrage.common.constants import TemplateStatus
+
+        with self.lock:
+            rows = [r for r in self.db.templates.query() if r.status != TemplateStatus.DELETED]
+        rows.sort(key=lambda r: str(getattr(r, "created_at", "")))
+        return [self._template_dict(r) for r in rows]
+
+    def template_show(self, template_id):
+        with self.lock:
+            rows = self._template_rows(template_id)
+        return rows[0].file_content if rows else None
+
+    def template_add(self, body):
+        from vitrage.common.constants import TemplateStatus
+        from vitrage.evaluator.actions.base import ActionMode
+        from vitrage.evaluator.template_db.template_repository import add_templates_to_db
+
+        files = self._template_files(body)
+        before = self._before()
+        with self.lock:
+            if body.get("overwrite"):
+                self.template_delete([f["metadata"].get("name") for f in files])
+            rows = add_templates_to_db(self.db, files, body.get("template_type"),
+                                       body.get("params"))
+            loading = [r for r in rows if r.status == TemplateStatus.LOADING]
+            if loading:
+                self._evaluate_templates(loading, ActionMode.DO, TemplateStatus.ACTIVE)
+            result = []
+            for row in rows:
+                fresh = self.db.templates.query(uuid=row.uuid) if row.uuid else []
+                result.append(self._template_dict(fresh[0] if fresh else row))
+        self._after(before)     # what the new templates fired has reached Mistral
+        return result
+
+    def template_delete(self, ids):
+        from vitrage.common.constants import TemplateStatus
+        from vitrage.evaluator.actions.base import ActionMode
+
+        with self.lock:
+            rows = self._template_rows(ids)
+            active = []
+            for row in rows:
+                if row.status == TemplateStatus.ERROR:
+                    self.db.templates.update(row.uuid, "status", TemplateStatus.DELETED)
+                else:
+                    self.db.templates.update(row.uuid, "status", TemplateStatus.DELETING)
+                    active.append(row)
+            if active:
+                self._evaluate_templates(active, ActionMode.UNDO, TemplateStatus.DELETED)
+        return None
+
+    def template_validate(self, body):
+        from vitrage.evaluator.template_db import template_repository as repo
+
+        files = self._template_files(body)
+        with self.lock:
+            results = repo.validate_templates(self.db, files, body.get("template_type"),
+                                              body.get("params"))
+        out = []
+        for result, (path, _) in zip(results, body["templates"], strict=True):
+            ok = bool(result.is_valid_config)
+            out.append({"file path": path,
+                        "status": "validation OK" if ok else "validation failed",
+                        "description": "Template validation" if ok else result.description,
+                        "message": str(result.comment), "status code": result.status_code})
+        return {"results": out}
+
+    def template_route(self, method, rest, body):
+        if method == "GET" and not rest:
+            return 200, self.template_list()
+        if method == "GET" and rest == "versions":
+            from vitrage.evaluator.template_schema_factory import TemplateSchemaFactory
+
+            versions = sorted(TemplateSchemaFactory.supported_versions())
+            return 200, [{"version": f"v{v}",
+                          "status": "SUPPORTED" if v < max(versions) else "CURRENT"}
+                         for v in versions]
+        if method == "GET":
+            content = self.template_show(rest)
+            if content is None:
+                return 404, {"error": f"no template {rest}"}
+            return 200, content
+        if method == "PUT" and not rest:
+            return 200, self.template_add(body)
+        if method == "POST" and not rest:
+            return 200, self.template_validate(body)
+        if method == "DELETE" and not rest:
+            ids = body.get("uuid", body.get("id"))
+            if not ids:
+                return 400, {"error": 'expected {"id": [uuid or name, ...]}'}
+            return 200, self.template_delete(ids)
+        return 404, {"error": f"no route {method} /v1/template/{rest}"}
+
     # --- control API ---------------------------------------------------------
 
     def route(self, method, path, body):
@@ -622,6 +772,8 @@ class Box:
                          "snapshots": self.snapshot_count,
                          "invalid_templates": [t for t in self.templates
                                                if t["status"] not in ("ACTIVE", "SKIPPED")]}
+        if path == "/v1/template" or path.startswith("/v1/template/"):
+            return self.template_route(method, path[len("/v1/template"):].strip("/"), body)
         if method == "POST" and path == "/refresh":
             before = self._before()
             with self.lock:
@@ -704,6 +856,12 @@ def make_handler(box):
 
         def do_POST(self):  # noqa: N802
             self._handle("POST")
+
+        def do_PUT(self):  # noqa: N802
+            self._handle("PUT")
+
+        def do_DELETE(self):  # noqa: N802
+            self._handle("DELETE")
 
         def log_message(self, fmt, *args):
             pass
