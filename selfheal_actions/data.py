@@ -1,4 +1,5 @@
-"""Where the shipped YAML is: workbooks and Vitrage templates.
+"""Where the shipped YAML is: workbooks, Vitrage templates and the example
+Heat templates.
 
 Installed from a wheel they live in ``<prefix>/share/selfheal/``; in a source
 checkout, beside the package.
@@ -27,6 +28,10 @@ def workbooks_dir():
 
 def vitrage_templates_dir():
     return _find("vitrage_templates")
+
+
+def heat_templates_dir():
+    return _find("heat_templates")
 
 
 def workbook_paths():

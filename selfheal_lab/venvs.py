@@ -86,7 +86,8 @@ def install_package(name, path, force=False):
 def source_digest(path):
     """Hash of everything that ends up in the installed package."""
     h = hashlib.sha256()
-    parts = ("selfheal_actions", "workbooks", "vitrage_templates", "setup.cfg", "pyproject.toml")
+    parts = ("selfheal_actions", "workbooks", "vitrage_templates", "heat_templates", "setup.cfg",
+             "pyproject.toml")
     for sub in parts:
         root = pathlib.Path(path) / sub
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
