@@ -195,3 +195,18 @@ def test_reverse_workflows_draw_requires():
         "a": {"action": "std.noop"}, "b": {"action": "std.noop", "requires": ["a"]}}})
     assert [(t.source, t.kind, t.target) for t in graph.transitions] == [("a", "requires", "b")]
     assert "requires" in task_graph.render_svg(graph)
+
+
+def test_a_workbook_that_cannot_be_documented_is_a_warning(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "workbooks").mkdir()
+    (tmp_path / "workbooks" / "broken.yaml").write_text("name: [unclosed\n")
+    (tmp_path / "workbooks" / "dangling.yaml").write_text(yaml.safe_dump({
+        "version": "2.0", "name": "x.dangling",
+        "workflows": {"wf": {"tasks": {"a": {"action": "std.noop", "on-success": ["b"]}}}}}))
+    warnings = []
+    files = pages.generate(tmp_path, tmp_path / "out", warn=warnings.append)
+    assert any("workbooks/broken.yaml: cannot document it" in w for w in warnings), warnings
+    assert any("dangling.yaml" in w and "unknown task 'b'" in w for w in warnings), warnings
+    assert not any(name.startswith("flows/") for name in files)
+    assert "ships no Heat example templates" in files["heat_templates.rst"]

@@ -259,7 +259,7 @@ def _reasons_section(spec, wf_name, docs, action_labels):
     for reason in sorted(found):
         where = sorted({f"{rst.literal(t)} ({a})" for t, a in found[reason]})
         rows.append([f":ref:`{reason} <reason-{rst.label(reason)}>`", ", ".join(where)])
-    return out + rst.list_table(["Reason", "Returned by task (action)"], rows, [30, 70])
+    return out + rst.list_table(["Reason", "Can come from task (action)"], rows, [30, 70])
 
 
 def action_section(doc, label):
