@@ -172,7 +172,7 @@ def flow_page(path, spec, docs, root, page_dir):
         graph = task_graph.workflow_graph(wf_name, workflow)
         svgs[svg_name] = task_graph.render_svg(graph, title=f"{full}: task graph")
         out += [f".. figure:: {svg_name}", f"   :alt: task graph of {full}",
-                "   :class: selfheal-diagram", "",
+                "   :class: selfheal-diagram", "   :figclass: selfheal-diagram", "",
                 f"   Task graph of ``{wf_name}``, "
                 + DIAGRAM_CAPTION.format(file=rst.literal(rel)), ""]
         out += _inputs_section(workflow, input_text, inputs_prose, docs)
