@@ -24,7 +24,9 @@ from selfheal_actions.results import change
 from selfheal_actions.timeutil import parse_time
 from selfheal_actions.timeutil import utcnow
 
-POLL_SECONDS = 1.0
+#: stack polls start fast (a member replacement takes seconds) and slow down
+FIRST_POLL_SECONDS = 0.25
+MAX_POLL_SECONDS = 2.0
 HEALTHY = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "CHECK_COMPLETE", "RESUME_COMPLETE",
            "ADOPT_COMPLETE")
 
@@ -230,6 +232,7 @@ class MemberHealing:
         """
         if not own:
             self.waited += 1
+        interval = FIRST_POLL_SECONDS
         while True:
             if root is None:
                 raise ActionFailure("stack_not_found", "the stack disappeared while healing",
@@ -250,7 +253,8 @@ class MemberHealing:
                     f"{self.args['timeout']} s. It may still finish: check `openstack stack "
                     "show`; raise 'timeout' for large stacks.",
                     changes=self.changes, stack=root["id"], status=root["status"])
-            self.sleep(POLL_SECONDS)
+            self.sleep(interval)
+            interval = min(interval * 1.5, MAX_POLL_SECONDS)
             root = self.heat.stack(root["id"])
         if own and root["status"] != "UPDATE_COMPLETE":
             raise ActionFailure(

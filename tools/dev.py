@@ -4,6 +4,8 @@
     python3 tools/dev.py demo     # a host failure healed on the embedded lab
     python3 tools/dev.py test     # the whole test suite (unit + functional)
     python3 tools/dev.py bench    # selfheal vs Nova's floor (benchmarks/evacuation.py)
+    python3 tools/dev.py bench NAME [ARGS]   # another benchmark: autoheal, alarm,
+                                             # drain, peers (benchmarks/<NAME>*.py)
 
 It makes ``.venv`` (the project with its test extras, reinstalled when the
 requirements change); the lab then builds one venv per OpenStack service
@@ -37,6 +39,9 @@ def ensure_venv():
                     "-e", f"{ROOT}[test,bench]"], check=True)
     stamp.write_text(wanted)
 
+BENCHMARKS = {"evacuation": "evacuation.py", "autoheal": "autoheal_latency.py",
+              "alarm": "alarm_latency.py", "drain": "drain.py", "peers": "peers.py"}
+
 
 def main(argv):
     if not argv or argv[0] not in ("demo", "test", "bench"):
@@ -48,6 +53,8 @@ def main(argv):
         cmd = [str(PY), "-m", "pytest", "-ra", *(rest or ["tests"])]
     elif job == "demo":
         cmd = [str(VENV / "bin" / "selfheal"), "demo", *rest]
+    elif rest and rest[0] in BENCHMARKS:
+        cmd = [str(PY), f"benchmarks/{BENCHMARKS[rest[0]]}", *rest[1:]]
     else:
         cmd = [str(PY), "benchmarks/evacuation.py", *rest]
     return subprocess.call(cmd)
