@@ -1,0 +1,68 @@
+"""The lab's private backends: what a user's machine without RabbitMQ,
+PostgreSQL, MariaDB or Redis on the standard ports gets.
+
+Forced private here (SELFHEAL_LAB_PRIVATE_BACKENDS=1) in a lab folder of its
+own; each one must speak its protocol on its port, and ``down`` must stop
+exactly what was started.
+"""
+
+import shutil
+import socket
+import struct
+
+import pytest
+
+from selfheal_lab import backends
+from selfheal_lab import processes
+from selfheal_lab import state
+
+pytestmark = pytest.mark.functional
+
+
+def _exchange(port, send, size=64):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        if send:
+            conn.sendall(send)
+        return conn.recv(size)
+
+
+PROTOCOL_CHECKS = {
+    # RESP: PING -> +PONG
+    "redis": lambda port: _exchange(port, b"PING\r\n").startswith(b"+PONG"),
+    # the server's handshake packet names its version
+    "mariadb": lambda port: b"MariaDB" in _exchange(port, None, 256),
+    # AMQP 0-9-1 protocol header -> a method frame (type 1): connection.start
+    "rabbitmq": lambda port: _exchange(port, b"AMQP\x00\x00\x09\x01")[:1] == b"\x01",
+    # SSLRequest -> 'N' (no TLS) or 'S'
+    "postgres": lambda port: _exchange(port, struct.pack("!ii", 8, 80877103))[:1] in (b"N", b"S"),
+}
+
+
+@pytest.fixture
+def private_lab(monkeypatch):
+    # inside the source tree: the postgres and mysql users must traverse it
+    folder = state.SOURCE_ROOT / ".lab" / "private-backends-test"
+    shutil.rmtree(folder, ignore_errors=True)
+    monkeypatch.setenv("SELFHEAL_LAB_DIR", str(folder))
+    monkeypatch.setenv(backends.PRIVATE_BACKENDS_ENV, "1")
+    yield folder
+    backends.down()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_private_backends_start_speak_their_protocols_and_stop(private_lab):
+    started = {name: backends.ensure(name) for name in PROTOCOL_CHECKS}
+    for name, info in started.items():
+        assert info["private"] is True
+        assert info["port"] != backends.STANDARD_PORTS[name]
+        assert PROTOCOL_CHECKS[name](info["port"]), f"{name} does not answer its protocol"
+        assert str(private_lab) in str(processes.pid_file(backends.SERVICE, name))
+    # ensure() again keeps the running ones
+    assert {n: backends.ensure(n)["port"] for n in started} == {
+        n: i["port"] for n, i in started.items()}
+    assert sorted(b["name"] for b in backends.running_private()) == sorted(started)
+    stopped = backends.down()
+    assert sorted(stopped) == sorted(list(started) + ["epmd"])
+    for name, info in started.items():
+        assert not processes.port_open(info["port"]), f"{name} still listens"
+    assert backends.running_private() == []
