@@ -5,6 +5,8 @@ so the decision logic works on plain data, and unit tests drive the same
 logic with a fake that has the same methods.
 """
 
+import contextlib
+
 from novaclient import api_versions
 from novaclient import exceptions as nova_exc
 
@@ -13,8 +15,10 @@ from selfheal_actions.timeutil import iso
 
 #: force-down by service id needs 2.53; older clouds are out of scope.
 MIN_MICROVERSION = "2.53"
-#: from this microversion Nova leaves evacuated servers stopped.
+#: from this microversion Nova leaves evacuated servers stopped...
 STOPS_EVACUATED = "2.95"
+#: ...so evacuations are sent at this one at most (see NovaApi.evacuate).
+KEEPS_POWER_STATE = "2.94"
 
 
 class NovaApi:
@@ -68,8 +72,25 @@ class NovaApi:
             return None
 
     def evacuate(self, server_id, target_host=None):
-        """Ask Nova to evacuate; the outcome shows later in the migration record."""
-        self.nova.servers.evacuate(server_id, host=target_host)
+        """Ask Nova to evacuate; the outcome shows later in the migration record.
+
+        Sent at microversion 2.94 at most: up to there Nova rebuilds the
+        server in the power state it had, while from 2.95 it leaves every
+        evacuated server stopped, and starting each one again costs a
+        request and a power-on cycle per server.
+        """
+        with self._capped(KEEPS_POWER_STATE):
+            self.nova.servers.evacuate(server_id, host=target_host)
+
+    @contextlib.contextmanager
+    def _capped(self, version):
+        """Send the calls inside at ``version`` at most."""
+        current = self.nova.api_version
+        self.nova.api_version = min(current, api_versions.APIVersion(version))
+        try:
+            yield
+        finally:
+            self.nova.api_version = current
 
     def start(self, server_id):
         self.nova.servers.start(server_id)
@@ -142,7 +163,8 @@ class NovaApi:
 
     @property
     def stops_evacuated_servers(self):
-        return self.at_least(STOPS_EVACUATED)
+        """Never: :meth:`evacuate` stays below the microversion that would."""
+        return False
 
 
 def find_service(services, host):

@@ -85,3 +85,28 @@ def test_unreadable_config_file_is_a_configuration_error(monkeypatch):
 def test_execution_id_from_context():
     assert clients.execution_id(keystone_context()) == "exec-1"
     assert clients.execution_id(None) == "manual"
+
+
+def test_evacuations_are_sent_at_2_94_so_nova_keeps_the_power_state():
+    from novaclient import api_versions
+
+    from selfheal_actions import compute
+
+    sent = []
+
+    class Servers:
+        def evacuate(self, server_id, host=None):
+            sent.append((server_id, host, client.api_version.get_string()))
+
+    class Client:
+        api_version = api_versions.APIVersion("2.96")
+        servers = Servers()
+
+    client = Client()
+    api = compute.NovaApi(client)
+    api.evacuate("srv-1", "host-b")
+    assert sent == [("srv-1", "host-b", "2.94")]
+    assert client.api_version.get_string() == "2.96"  # restored for every other call
+    client.api_version = api_versions.APIVersion("2.60")
+    api.evacuate("srv-2")
+    assert sent[-1] == ("srv-2", None, "2.60")  # never raised above the negotiated one
