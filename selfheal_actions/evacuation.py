@@ -29,8 +29,9 @@ class EvacuateAndVerifyAction(SelfhealAction):
     The host must be fenced first (its nova-compute service forced down, see
     ``selfheal.fence_host``): otherwise nothing is done. Each instance is
     verified: its evacuation migration reached ``done``, it is on another
-    host, and it is in the power state it had before (started again when
-    Nova >= 2.95 left it stopped). A failed evacuation is retried on another
+    host, and it is in the power state it had before (evacuations are sent
+    at microversion 2.94 at most, where Nova keeps the power state; one that
+    still ends wrong is started or stopped). A failed evacuation is retried on another
     host up to ``max_attempts``. Rerunning it (or running two at once) never
     evacuates an instance twice: migrations already in flight are picked up.
 

@@ -13,7 +13,7 @@ How each kind of instance is handled (also in the README):
   ``include_error_instances``; an instance in ERROR because one of our own
   evacuations of it failed is always retried.
 * ``ACTIVE`` / ``SHUTOFF`` with no task: evacuated, and brought back to the
-  power state it had (Nova >= 2.95 stops evacuated servers: we start them).
+  power state it had (sent at 2.94, where Nova keeps it; else we fix it).
 * ``PAUSED`` / ``SUSPENDED`` / ``RESCUED`` / ``RESIZED``, or a task that can
   never finish on a dead host (e.g. ``powering-off``): reset to ERROR, which
   Nova accepts for evacuation, then evacuated and brought back running (their
