@@ -117,9 +117,10 @@ def parser():
                      help="Mistral as one process (default) or api/engine/executor services")
     lab.add_argument("--hosts", type=int, default=3,
                      help="compute hosts of a new Nova (a running one keeps its hosts)")
-    lab.add_argument("--driver", default="fake.FakeDriver",
-                     help="Nova's fake virt driver: fake.FakeDriver (large capacity), "
-                          "fake.SmallFakeDriver, fake.FakeLiveMigrateDriver")
+    lab.add_argument("--driver", default="fake.FakeLiveMigrateDriver",
+                     help="Nova's fake virt driver: fake.FakeLiveMigrateDriver (large "
+                          "capacity, clean live migration), fake.FakeDriver, "
+                          "fake.SmallFakeDriver")
     lab.add_argument("--with", dest="with_services", choices=["heat"], nargs="*", default=[],
                      help="also Heat and Zaqar (the autohealing flow)")
     lab.set_defaults(func=_lab)

@@ -28,9 +28,10 @@ CLOUD_CONFIG = "cloud.yaml"
 def write_cloud_config(nova_info):
     """The explicit endpoint file the actions read in a Mistral without Keystone.
 
-    It names Nova, and Heat when the lab runs it. The actions read it on
-    every call, so adding Heat later needs no Mistral restart. JSON is valid
-    YAML, so the stdlib writes what the actions parse.
+    It names Nova, and Heat and Vitrage (``rca``, its event API) when the lab
+    runs them. The actions read it on every call, so adding them later needs
+    no Mistral restart. JSON is valid YAML, so the stdlib writes what the
+    actions parse.
     """
     path = state.service_dir("selfheal") / CLOUD_CONFIG
     endpoints = {"compute": nova_info["compute_url"]}
@@ -39,6 +40,9 @@ def write_cloud_config(nova_info):
     if heat_info:
         endpoints["orchestration"] = heat_info["orchestration_url"]
         headers.update(heat_info["headers"])
+    vitrage_info = state.read_endpoints().get(vitrage.SERVICE)
+    if vitrage_info:
+        endpoints["rca"] = vitrage_info["url"]
     config = {"endpoints": endpoints, "headers": headers, "verify": False}
     text = json.dumps(config, indent=2, sort_keys=True)
     if not path.exists() or path.read_text() != text:

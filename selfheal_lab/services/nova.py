@@ -7,7 +7,7 @@ in ``endpoints.json`` (key ``nova``)::
     {"compute_url": "http://127.0.0.1:P/v2.1",
      "control_url": "http://127.0.0.1:C",
      "headers": {"X-Auth-User": "admin", "X-Auth-Project-Id": ..., "X-Roles": ...},
-     "hosts": ["compute-1", ...], "driver": "fake.FakeDriver", "pid": ...,
+     "hosts": ["compute-1", ...], "driver": "fake.FakeLiveMigrateDriver", "pid": ...,
      "report_interval": 1, "service_down_time": 6}
 
 The Nova API needs no token: send ``headers`` with every request (a
@@ -30,7 +30,10 @@ SERVICE = "nova"
 PROCESS = "nova"
 BOX_SCRIPT = pathlib.Path(__file__).resolve().parent / "nova_box.py"
 DEFAULT_HOSTS = ("compute-1", "compute-2", "compute-3")
-DEFAULT_DRIVER = "fake.FakeDriver"
+# FakeDriver's capacity (1000 vCPUs, 800 GB RAM per host), plus live migration
+# that cleans the guest off the source (FakeDriver leaves it there, so a later
+# move back fails with InstanceExists); each live migration takes about 5 s.
+DEFAULT_DRIVER = "fake.FakeLiveMigrateDriver"
 PROJECT_ID = "6f70656e737461636b20342065766572"
 HEADERS = {
     "X-Auth-User": "admin",

@@ -4,7 +4,7 @@ Run by the nova venv's interpreter (never imported by the lab itself)::
 
     .lab/venvs/nova/bin/python selfheal_lab/services/nova_box.py \\
         --port P --control-port C --hosts compute-1,compute-2 \\
-        --driver fake.FakeDriver --state-dir DIR
+        --driver fake.FakeLiveMigrateDriver --state-dir DIR
 
 It assembles Nova's own functional-test fixtures (``nova.test.TestCase``,
 ``nova.tests.fixtures``) outside a test runner, then serves:
@@ -67,7 +67,7 @@ def parse_args(argv=None):
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--control-port", type=int, required=True)
     parser.add_argument("--hosts", default="compute-1,compute-2,compute-3")
-    parser.add_argument("--driver", default="fake.FakeDriver")
+    parser.add_argument("--driver", default="fake.FakeLiveMigrateDriver")
     parser.add_argument("--state-dir", required=True)
     return parser.parse_args(argv)
 

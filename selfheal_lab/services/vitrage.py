@@ -19,6 +19,11 @@ alarms (type ``doctor``, what ``vitrage event post`` creates); instance
 alarms are Aodh event alarms (type ``aodh``): Doctor alarms only attach to
 ``nova.host``.
 
+The box also answers ``POST /v1/event`` like Vitrage's API (what
+python-vitrageclient's ``event.post`` sends); the lab's cloud configuration
+names it as the ``rca`` endpoint, and ``up()`` installs python-vitrageclient
+(selfheal's ``vitrage`` extra) into the lab's Mistral.
+
 Every client call below returns once the evaluator has processed the event
 and Vitrage's notifier has sent every execution it caused; the result holds
 those executions: ``{"executions": [...], "pending": 0}``.
@@ -29,6 +34,7 @@ Stdlib only: this module runs in the operator's or test runner's Python.
 import hashlib
 import json
 import pathlib
+import subprocess
 
 from selfheal_lab import control_api
 from selfheal_lab import processes
@@ -102,6 +108,7 @@ def up(templates_dir=None, maintenance_alarm=MAINTENANCE_ALARM, port=None,
             f"the lab's {' and '.join(missing)} {verb} not running (no {', '.join(missing)} "
             f"in {state.endpoints_path()}): start the lab first with selfheal_lab.lab.up()")
     nova_info, mistral_info = endpoints["nova"], endpoints["mistral"]
+    _client_into_mistral()
     fingerprint = _fingerprint(templates_dir, nova_info, mistral_info, maintenance_alarm)
 
     info = _endpoint()
@@ -143,6 +150,27 @@ def up(templates_dir=None, maintenance_alarm=MAINTENANCE_ALARM, port=None,
         progress.step(f"WARNING: Vitrage rejected template {t['file']}: "
                       f"{t['status']} {t.get('status_details')}")
     return info
+
+
+def _client_into_mistral():
+    """selfheal's ``vitrage`` extra (python-vitrageclient) in the lab's Mistral
+    venv, so the maintenance actions reach this Vitrage through the real
+    client. Installed once; Mistral imports it when an action first needs
+    it, so no restart."""
+    stamp = venvs.venv_dir("mistral") / "selfheal-vitrageclient-stamp"
+    if stamp.exists() or not venvs.python("mistral").exists():
+        return
+    progress.step("installing python-vitrageclient (selfheal[vitrage]) into the mistral venv")
+    log = state.lab_dir() / "venvs" / "mistral-vitrageclient.log"
+    with open(log, "w") as out:
+        result = subprocess.run([str(venvs.python("mistral")), "-m", "pip", "install",
+                                 "--quiet", "--disable-pip-version-check",
+                                 "python-vitrageclient>=4.0"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise VitrageLabError(f"installing python-vitrageclient into the mistral venv failed; "
+                              f"see {log}")
+    stamp.write_text("python-vitrageclient>=4.0")
 
 
 def down():
@@ -217,6 +245,12 @@ def notifications():
 
 def reset_notifications():
     return _control("POST", "/notifications/reset")
+
+
+def api_events():
+    """Every body posted to the box's Vitrage API route ``POST /v1/event``
+    (what python-vitrageclient sent), oldest first."""
+    return _control("GET", "/api_events")
 
 
 def alarms():

@@ -34,7 +34,10 @@ Replaced (no Keystone in the lab): the client factories of
 ``aodh_client``). The Mistral client is a real python-mistralclient on
 ``--mistral-url`` whose ``executions.create`` also records each call.
 
-A JSON control API on ``127.0.0.1:P`` (see ``Box.route``) drives it. When it
+A JSON control API on ``127.0.0.1:P`` (see ``Box.route``) drives it. The
+same port answers ``POST /v1/event`` as Vitrage's own API does (the request
+python-vitrageclient's ``event.post`` sends), so selfheal's actions reach the
+evaluator through the real client, without Keystone. When it
 serves it prints one line ``READY {json}`` on stdout. SIGTERM exits at once.
 
 This file must stay importable without ``selfheal_lab``: it runs in a
@@ -270,6 +273,7 @@ class Box:
         self.aodh_states = {}
         self.snapshot_count = 0
         self.errors = []                       # processing errors of the current request
+        self.api_events = []                   # bodies posted to the Vitrage API route
 
     # --- assembly ----------------------------------------------------------
 
@@ -492,6 +496,30 @@ class Box:
                    "details": body}
         event_type = (DoctorProperties.CUSTOM_EVENT_UP if status == "up"
                       else DoctorProperties.CUSTOM_EVENT_DOWN)
+        return self._push(event_type, payload)
+
+    def api_event_post(self, body):
+        """``POST /v1/event``, Vitrage's event API as python-vitrageclient's
+        ``event.post`` calls it (body ``{"time", "type", "details"}``): like
+        vitrage-graph's EventApis.post, the details' status picks the Doctor
+        event (down raises the alarm, up clears it) and the event goes to the
+        doctor datasource."""
+        from vitrage.datasources.doctor.properties import DoctorProperties
+
+        details = body.get("details")
+        if not body.get("type") or not isinstance(details, dict) \
+                or not details.get("hostname"):
+            raise ValueError('expected {"time", "type", "details": {"hostname", "status"}}')
+        status = details.get("status")
+        if status not in ("down", "up"):
+            raise ValueError(f'details.status must be "down" or "up", got {status!r}')
+        event_type = (DoctorProperties.CUSTOM_EVENT_UP if status == "up"
+                      else DoctorProperties.CUSTOM_EVENT_DOWN)
+        payload = {"type": body["type"], "details": dict(details),
+                   "time": body.get("time") or datetime.datetime.utcnow().strftime(
+                       EVENT_TIME_FORMAT)}
+        with self.record_lock:
+            self.api_events.append(copy.deepcopy(body))
         return self._push(event_type, payload)
 
     def aodh_instance_alarm(self, name, instance_id, status, severity="critical"):
@@ -799,6 +827,11 @@ class Box:
                 return 400, {"error": 'expected {"hostname", "status"}'}
             return 200, self.doctor_event(self.args.maintenance_alarm, hostname,
                                           body.get("status", "down"))
+        if method == "POST" and path == "/v1/event":
+            return 200, self.api_event_post(body)
+        if method == "GET" and path == "/api_events":
+            with self.record_lock:
+                return 200, copy.deepcopy(self.api_events)
         if method == "GET" and path == "/notifications":
             with self.record_lock:
                 return 200, copy.deepcopy(self.notifications)

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Benchmark: draining a host for maintenance, selfheal's workflow versus Nova's floor.
+
+On the lab's real Nova, for each N, two identical hosts with N running
+instances each are emptied, one after the other in the same run:
+
+* **selfheal**: ``selfheal.maintenance.start_maintenance`` through Mistral,
+  timed from execution-create to SUCCESS (plan, monitoring, disabling the
+  service with its marker, live migrations through a concurrency window,
+  verification of every instance).
+* **floor**: a bare script that fires every live migration at once and only
+  waits until every ``live-migration`` record is ``completed``: the least
+  work Nova can be asked to do.
+
+Reported: both times, their ratio (target <= 1.2), and the Nova API requests
+per instance of each, counted by the lab's Nova. Ratios, not absolute times,
+are the result: the machine is shared, and the lab's fake driver
+(``fake.FakeLiveMigrateDriver``) takes about 5 s per live migration, which
+Nova runs one at a time per source host (``max_concurrent_live_migrations``
+defaults to 1) whoever asks.
+
+    .venv/bin/python benchmarks/drain.py [--sizes 20 50] [--repeat 1]
+"""
+
+import argparse
+import datetime
+import json
+import pathlib
+import statistics
+import sys
+import time
+import uuid
+
+from selfheal_lab import lab
+from selfheal_lab import scenario
+from selfheal_lab import tables
+from selfheal_lab.services import nova as nova_box
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+WF = "selfheal.maintenance.start_maintenance"
+FLOOR_POLL = 0.25
+
+
+def prepare(cloud, tag, count):
+    """Fresh hosts, ``count`` running servers on the first one."""
+    hosts = cloud.add_hosts(f"{tag}-a", f"{tag}-b", f"{tag}-c")
+    servers = cloud.boot_many(tag, hosts[0], count)
+    return hosts, servers
+
+
+def run_selfheal(cloud, host, servers, workflow_input, timeout):
+    nova_box.reset_request_counts()
+    started = time.monotonic()
+    execution = cloud.run_workflow(WF, dict(workflow_input, host=host), timeout=timeout)
+    seconds = time.monotonic() - started
+    requests = nova_box.request_counts()["total"]
+    if execution["state"] != "SUCCESS":
+        raise RuntimeError(f"selfheal run failed: {json.dumps(execution.get('output'))[:2000]}")
+    verified = execution["output"]["drain"]["totals"].get("migrated", 0)
+    return {"seconds": seconds, "requests": requests, "verified": verified}
+
+
+def run_floor(cloud, host, servers, timeout):
+    nova = cloud.nova()
+    nova_box.reset_request_counts()
+    started = time.monotonic()
+    for server_id in servers:
+        nova.servers.live_migrate(server_id, None, "auto")
+    wanted = set(servers)
+    while True:
+        records = nova.migrations.list(source_compute=host, migration_type="live-migration")
+        done = {m.instance_uuid for m in records if m.status == "completed"}
+        failed = {m.instance_uuid for m in records if m.status in ("error", "failed")}
+        if wanted <= done:
+            break
+        if failed & wanted - done or time.monotonic() - started > timeout:
+            raise RuntimeError(f"floor run failed: {len(done)} of {len(wanted)} completed, "
+                               f"{len(failed)} failed")
+        time.sleep(FLOOR_POLL)
+    seconds = time.monotonic() - started
+    return {"seconds": seconds, "requests": nova_box.request_counts()["total"],
+            "verified": 0}
+
+
+def measure(cloud, count, repeat, workflow_input):
+    rows = []
+    run = uuid.uuid4().hex[:4]  # a kept lab remembers earlier runs' host names
+    timeout = 120 + 15 * count
+    for i in range(repeat):
+        ours_hosts, ours_servers = prepare(cloud, f"d{run}n{count}s{i}", count)
+        floor_hosts, floor_servers = prepare(cloud, f"d{run}n{count}f{i}", count)
+        # alternate the order so neither always runs on a warmer Nova
+        if i % 2:
+            floor = run_floor(cloud, floor_hosts[0], floor_servers, timeout)
+            ours = run_selfheal(cloud, ours_hosts[0], ours_servers, workflow_input, timeout)
+        else:
+            ours = run_selfheal(cloud, ours_hosts[0], ours_servers, workflow_input, timeout)
+            floor = run_floor(cloud, floor_hosts[0], floor_servers, timeout)
+        cloud.remove_hosts(ours_hosts + floor_hosts)
+        rows.append((ours, floor))
+        print(f"  N={count} run {i + 1}: selfheal {ours['seconds']:.1f}s "
+              f"({ours['requests']} requests), floor {floor['seconds']:.1f}s "
+              f"({floor['requests']} requests)", file=sys.stderr, flush=True)
+    ours_s = statistics.median(r[0]["seconds"] for r in rows)
+    floor_s = statistics.median(r[1]["seconds"] for r in rows)
+    return {
+        "instances": count,
+        "runs": repeat,
+        "selfheal_seconds": round(ours_s, 2),
+        "floor_seconds": round(floor_s, 2),
+        "ratio": round(ours_s / floor_s, 2),
+        "selfheal_requests_per_instance": round(
+            statistics.median(r[0]["requests"] for r in rows) / count, 2),
+        "floor_requests_per_instance": round(
+            statistics.median(r[1]["requests"] for r in rows) / count, 2),
+        "selfheal_verified": min(r[0]["verified"] for r in rows),
+    }
+
+
+def table(results):
+    head = ("N", "selfheal s", "floor s", "ratio (<=1.2)", "selfheal req/inst",
+            "floor req/inst", "verified")
+    rows = [head] + [(str(r["instances"]), f"{r['selfheal_seconds']:.1f}",
+                      f"{r['floor_seconds']:.1f}", f"{r['ratio']:.2f}",
+                      f"{r['selfheal_requests_per_instance']:.2f}",
+                      f"{r['floor_requests_per_instance']:.2f}",
+                      f"{r['selfheal_verified']}/{r['instances']}") for r in results]
+    return tables.format_table(rows, markdown=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 50])
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="selfheal's concurrency window (default: the workflow's)")
+    parser.add_argument("--keep-lab", action="store_true")
+    args = parser.parse_args(argv)
+    workflow_input = {}
+    if args.concurrency:
+        workflow_input["concurrency"] = args.concurrency
+
+    info = lab.up(driver="fake.FakeLiveMigrateDriver")
+    if info["nova"]["driver"] != "fake.FakeLiveMigrateDriver":
+        sys.exit(f"the running lab's Nova uses {info['nova']['driver']}, which cannot "
+                 "live-migrate cleanly; stop the lab first")
+    cloud = scenario.LabCloud()
+    results = []
+    try:
+        for count in args.sizes:
+            results.append(measure(cloud, count, args.repeat, workflow_input))
+    finally:
+        if not args.keep_lab:
+            lab.down()
+    text = table(results)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    command = ".venv/bin/python benchmarks/drain.py " + " ".join(argv or sys.argv[1:])
+    meta = {"when": stamp, "command": command.strip(),
+            "workflow_input": workflow_input, "results": results}
+    (RESULTS / "drain-latest.json").write_text(json.dumps(meta, indent=2))
+    (RESULTS / "drain-latest.md").write_text(
+        f"# Drain for maintenance: selfheal vs Nova's floor\n\n{stamp}, "
+        f"`{meta['command']}`\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
