@@ -1,6 +1,6 @@
 """The ``selfheal`` command for operators and developers.
 
-    selfheal demo [--keep-lab]        a host failure healed on the local lab
+    selfheal demo [autoheal] [--keep-lab]   a healing scenario on the local lab
     selfheal lab up|down|status       the lab of real OpenStack services
     selfheal install [--dry-run]      load the workbooks into a Mistral, check actions
         [--with-vitrage]              ... and the templates into Vitrage
@@ -36,6 +36,10 @@ def _lab(args):
 
 
 def _demo(args):
+    if args.scenario == "autoheal":
+        from selfheal_lab import demo_autoheal
+
+        return demo_autoheal.run(keep_lab=args.keep_lab)
     from selfheal_lab import demo
 
     return demo.run(keep_lab=args.keep_lab)
@@ -108,7 +112,11 @@ def _install(args):
 def parser():
     top = argparse.ArgumentParser(prog="selfheal", description=__doc__.split("\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="heal a failed host on the local lab")
+    demo = sub.add_parser("demo", help="a healing scenario on the local lab")
+    demo.add_argument("scenario", nargs="?", choices=["host-failure", "autoheal"],
+                      default="host-failure",
+                      help="host-failure (default): a compute host dies and its instances "
+                           "are evacuated; autoheal: a Heat group member dies and is replaced")
     demo.add_argument("--keep-lab", action="store_true", help="leave the lab running")
     demo.set_defaults(func=_demo)
     lab = sub.add_parser("lab", help="the local lab of real OpenStack services")

@@ -32,3 +32,19 @@ def test_validate_missing_file_is_one_clear_line(capsys):
     assert cli.main(["validate", "/nonexistent.yaml"]) == 2
     assert capsys.readouterr().err.strip() == \
         "selfheal validate: no such file: /nonexistent.yaml"
+
+
+def test_demo_runs_the_chosen_scenario(monkeypatch):
+    import types
+
+    from selfheal_actions import cli
+
+    ran = []
+    for module in ("demo", "demo_autoheal"):
+        fake = types.ModuleType(f"selfheal_lab.{module}")
+        fake.run = lambda keep_lab, module=module: ran.append((module, keep_lab)) or 0
+        monkeypatch.setitem(__import__("sys").modules, f"selfheal_lab.{module}", fake)
+        monkeypatch.setattr(__import__("selfheal_lab"), module, fake, raising=False)
+    assert cli.main(["demo"]) == 0
+    assert cli.main(["demo", "autoheal", "--keep-lab"]) == 0
+    assert ran == [("demo", False), ("demo_autoheal", True)]
