@@ -26,8 +26,12 @@ LOG = logging.getLogger(__name__)
 CLOCK_MARGIN = 120
 #: an adopted rebuild with no migration record after this long is redone
 ADOPT_GRACE = 30
-#: seconds between polls while evacuations make progress
-FAST_POLL = 0.5
+#: the shortest pause between two polls of Nova, seconds
+FAST_POLL = 0.25
+#: the pause grows with the time the run has taken, so noticing that the
+#: last evacuation finished adds at most this share to the run (and a long
+#: run makes few polls: Nova is read per host, not per instance)
+POLL_SHARE = 0.1
 
 PENDING, EVACUATING, VERIFYING, FINISHED = "pending", "evacuating", "verifying", "finished"
 
@@ -89,9 +93,8 @@ class EvacuationRun:
     # the loop
     def run(self):
         """Run until every instance is finished or the time is up; return entries."""
-        interval = FAST_POLL
+        started = self.clock()
         while not self._all_finished():
-            before = self._snapshot()
             self.on_cycle()
             self._launch()
             self._poll_migrations()
@@ -101,17 +104,13 @@ class EvacuationRun:
             if self.clock() >= self.deadline:
                 self._time_out()
                 break
+            interval = min(self.options.poll_interval,
+                           max(FAST_POLL, POLL_SHARE * (self.clock() - started)))
             self.sleep(min(interval, max(self.deadline - self.clock(), 0)))
-            # Poll fast while things move; back off while Nova is busy.
-            moved = self._snapshot() != before
-            interval = FAST_POLL if moved else min(interval * 1.5, self.options.poll_interval)
         for entry in self.work:
             for internal in ("began", "phase", "already", "power_fixed"):
                 entry.pop(internal, None)
         return self.work
-
-    def _snapshot(self):
-        return [(e["phase"], e["attempts"], e.get("migration_status")) for e in self.work]
 
     def _all_finished(self):
         return all(e["phase"] == FINISHED for e in self.work)
