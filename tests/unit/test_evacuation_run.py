@@ -176,3 +176,25 @@ def test_deleted_server_is_reported_skipped():
     evacuation_run.EvacuationRun(nova, HOST, entries, evacuation_run.RunOptions(), clock=clock,
                              sleep=clock.sleep).run()
     assert entries[0]["outcome"] == "skipped" and entries[0]["reason"] == "server_deleted"
+
+
+def test_polls_pause_at_most_a_tenth_of_the_run_so_far():
+    nova = cloud([server(f"s{i}") for i in range(5)], steps_to_finish=40)
+    entries = plans.plan(HOST, nova.servers_on_host(HOST), nova.evacuations_from(HOST),
+                         plans.PlanOptions())
+    clock = Clock()
+    pauses = []
+
+    def sleep(seconds):
+        pauses.append((clock.now, seconds))
+        clock.sleep(seconds)
+
+    opts = evacuation_run.RunOptions(candidate_hosts=["ok-1"], poll_interval=2.0)
+    evacuation_run.EvacuationRun(nova, HOST, entries, opts, clock=clock, sleep=sleep).run()
+    assert all(e["outcome"] == "evacuated" for e in entries)
+    assert pauses[0][1] == evacuation_run.FAST_POLL
+    for elapsed, pause in pauses:
+        assert pause <= max(evacuation_run.FAST_POLL, 0.1 * elapsed) + 1e-9
+        assert pause <= 2.0
+    # later pauses are longer: a long run does not poll Nova at the fast rate
+    assert pauses[-1][1] > 4 * evacuation_run.FAST_POLL
