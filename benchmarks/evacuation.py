@@ -57,7 +57,9 @@ def prepare(cloud, tag, count, stopped=0):
 def run_selfheal(cloud, host, servers, workflow_input):
     nova_box.reset_request_counts()
     started = time.monotonic()
-    execution = cloud.run_workflow(WF, dict(workflow_input, host=host), timeout=900)
+    # polled as often as the floor polls its migrations: the same clock for both
+    execution = cloud.run_workflow(WF, dict(workflow_input, host=host), timeout=900,
+                                   max_poll=FLOOR_POLL)
     seconds = time.monotonic() - started
     requests = nova_box.request_counts()["total"]
     if execution["state"] != "SUCCESS":

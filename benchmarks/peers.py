@@ -525,7 +525,7 @@ def run_faulty(cloud, name, count, stopped, args):
             if name == "selfheal":
                 ex = cloud.run_workflow(evacuation.WF, {
                     "host": host, "concurrency": args.concurrency,
-                    "timeout": SELFHEAL_TIMEOUT}, timeout=900)
+                    "timeout": SELFHEAL_TIMEOUT}, timeout=900, max_poll=POLL)
                 reports[i] = _selfheal_report(ex)
             elif name.startswith("masakari"):
                 r = run_masakari(cloud, host, servers, tuned=name == "masakari-tuned",

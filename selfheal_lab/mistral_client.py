@@ -90,8 +90,10 @@ def get_execution(url, execution_id):
     return _decode(_request("GET", _url(url, f"/executions/{execution_id}")))
 
 
-def wait_execution(url, execution_id, timeout=60.0, interval=0.05):
+def wait_execution(url, execution_id, timeout=60.0, interval=0.05, max_interval=0.5):
     """Poll until the execution is SUCCESS, ERROR or CANCELLED; returns it.
+
+    Polls start every ``interval`` seconds and slow down to ``max_interval``.
 
     :raises TimeoutError: with the last state when ``timeout`` runs out.
     """
@@ -104,7 +106,7 @@ def wait_execution(url, execution_id, timeout=60.0, interval=0.05):
             raise TimeoutError(f"execution {execution_id} still {execution['state']} "
                                f"after {timeout} s: {execution.get('state_info')}")
         time.sleep(interval)
-        interval = min(interval * 1.5, 0.5)
+        interval = min(interval * 1.5, max_interval)
 
 
 def list_tasks(url, execution_id):
