@@ -26,6 +26,7 @@ speak) unless a caller pins one.
 """
 
 import os
+import time
 
 import yaml
 from keystoneauth1 import session as ks_session
@@ -128,8 +129,7 @@ def nova(context, microversion=None):
             client = make(microversion)
             api_versions.discover_version(client, client.api_version)
             return client
-        negotiated = api_versions.discover_version(make("2.1"), api_versions.APIVersion("2.latest"))
-        return make(negotiated.get_string())
+        return make(_negotiated(make, sess, endpoint, region))
     except nova_exc.UnsupportedVersion as e:
         raise ActionFailure("unsupported_microversion", f"Nova cannot speak microversion "
                             f"{microversion}: {e}. Leave 'microversion' empty to negotiate.",
@@ -155,6 +155,27 @@ def heat(context):
     if region:
         kwargs["region_name"] = region
     return heat_client.Client("1", **kwargs)
+
+
+#: compute endpoint -> (negotiated microversion, monotonic expiry); an
+#: executor runs many actions per healing, and each would ask Nova again
+_NEGOTIATED = {}
+NEGOTIATION_TTL = 300.0
+
+
+def _negotiated(make, sess, endpoint, region):
+    """The highest microversion novaclient and the server share, cached per
+    endpoint for a few minutes."""
+    from novaclient import api_versions
+
+    url = endpoint or sess.get_endpoint(service_type="compute", region_name=region)
+    cached = _NEGOTIATED.get(url)
+    if cached and cached[1] > time.monotonic():
+        return cached[0]
+    version = api_versions.discover_version(
+        make("2.1"), api_versions.APIVersion("2.latest")).get_string()
+    _NEGOTIATED[url] = (version, time.monotonic() + NEGOTIATION_TTL)
+    return version
 
 
 def execution_id(context):

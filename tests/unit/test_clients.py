@@ -110,3 +110,30 @@ def test_evacuations_are_sent_at_2_94_so_nova_keeps_the_power_state():
     client.api_version = api_versions.APIVersion("2.60")
     api.evacuate("srv-2")
     assert sent[-1] == ("srv-2", None, "2.60")  # never raised above the negotiated one
+
+
+def test_microversion_is_negotiated_once_per_endpoint(monkeypatch):
+    from novaclient import api_versions
+
+    from selfheal_actions import clients
+
+    asked = []
+
+    def discover(client, requested):
+        asked.append(client.api_version.get_string())
+        return api_versions.APIVersion("2.90")
+
+    monkeypatch.setattr(api_versions, "discover_version", discover)
+    monkeypatch.setattr(clients, "_NEGOTIATED", {})
+    monkeypatch.setenv("SELFHEAL_COMPUTE_ENDPOINT", "http://nova.test:8774/v2.1")
+    first = clients.nova(None)
+    second = clients.nova(None)
+    assert first.api_version.get_string() == second.api_version.get_string() == "2.90"
+    assert asked == ["2.1"]  # the second action reused the answer
+    monkeypatch.setenv("SELFHEAL_COMPUTE_ENDPOINT", "http://other.test:8774/v2.1")
+    clients.nova(None)
+    assert len(asked) == 2  # another cloud is asked itself
+    monkeypatch.setattr(clients.time, "monotonic", lambda: 10 ** 9)  # expired
+    monkeypatch.setenv("SELFHEAL_COMPUTE_ENDPOINT", "http://nova.test:8774/v2.1")
+    clients.nova(None)
+    assert len(asked) == 3
