@@ -17,6 +17,7 @@ from selfheal_lab import mistral_client
 from selfheal_lab import progress
 from selfheal_lab import state
 from selfheal_lab.services import heat
+from selfheal_lab.services import keystone
 from selfheal_lab.services import mistral
 from selfheal_lab.services import nova
 from selfheal_lab.services import vitrage
@@ -114,6 +115,7 @@ def down():
     vitrage.down()
     zaqar.down()
     heat.down()
+    keystone.down()
     for mode in ("distributed", "embedded"):
         mistral.down(mode=mode)
     nova.down()
@@ -126,5 +128,6 @@ def down():
 def status():
     return {"nova": nova.status(), "mistral": mistral.status(),
             "vitrage": vitrage.status(), "heat": heat.status(), "zaqar": zaqar.status(),
+            "keystone": keystone.status(),
             "private_backends": backends.running_private(),
             "endpoints": state.read_endpoints()}
