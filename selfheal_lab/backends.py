@@ -57,9 +57,39 @@ def ensure(name):
     return {"port": starters[name](), "private": True}
 
 
-def rabbitmq_url():
-    """The ``transport_url`` of the lab's RabbitMQ (started if needed)."""
-    return f"rabbit://guest:guest@127.0.0.1:{ensure('rabbitmq')['port']}/"
+def rabbitmq_url(isolated=False):
+    """The ``transport_url`` of the lab's RabbitMQ (started if needed).
+
+    :param isolated: a virtual host of this lab's own on a shared broker.
+        Some services (Heat) name their queues with fixed topics, so two labs
+        on one broker would consume each other's calls; a private broker is
+        this lab's alone and needs none.
+    """
+    rabbit = ensure("rabbitmq")
+    vhost = ""
+    if isolated and not rabbit["private"]:
+        vhost = f"selfheal_{lab_tag()}"
+        _ensure_vhost(vhost)
+    return f"rabbit://guest:guest@127.0.0.1:{rabbit['port']}/{vhost}"
+
+
+def _ensure_vhost(vhost):
+    ctl = shutil.which("rabbitmqctl")
+    if not ctl:
+        raise BackendError(f"cannot create the RabbitMQ virtual host {vhost}: no rabbitmqctl. "
+                           f"Create it (rabbitmqctl add_vhost {vhost}; set_permissions -p "
+                           f"{vhost} guest '.*' '.*' '.*') or set {PRIVATE_BACKENDS_ENV}=1")
+    listed = subprocess.run([ctl, "-q", "list_vhosts"], capture_output=True, text=True,
+                            timeout=60)
+    if vhost in listed.stdout.split():
+        return
+    for argv in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*",
+                                        ".*"]):
+        result = subprocess.run([ctl, "-q", *argv], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise BackendError(f"rabbitmqctl {' '.join(argv)} failed: "
+                               f"{(result.stderr or result.stdout).strip()[-300:]}. Run it as a "
+                               f"user allowed to, or set {PRIVATE_BACKENDS_ENV}=1")
 
 
 def running_private():

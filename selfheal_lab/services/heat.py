@@ -1,8 +1,9 @@
 """The lab's Heat 27: ``heat-wsgi-api`` and ``heat-engine`` (stdlib only).
 
 No Keystone: the API runs the ``noauth`` paste flavor (every request is the
-admin of project ``admin``). API and engine talk over RabbitMQ (their own
-exchange, named after the lab) and keep their data in MariaDB (database
+admin of project ``admin``). API and engine talk over RabbitMQ (a virtual
+host of this lab's own: Heat's queue names are fixed, so two labs on one
+broker would serve each other's calls) and keep their data in MariaDB (database
 ``selfheal_heat_<lab tag>``): on sqlite, replacing a group member corrupts
 Heat's data. Both backends come from :mod:`selfheal_lab.backends`, private
 ones when the machine has none.
@@ -56,7 +57,7 @@ def _config_text(api_port, rabbit_url, db_url, paste_ini):
 debug = False
 use_stderr = True
 transport_url = {rabbit_url}
-# our own exchange: no collision with another Heat on the same broker
+# our own exchange too (the virtual host already separates labs)
 control_exchange = selfheal_heat_{tag}
 host = selfheal-heat-{tag}
 num_engine_workers = 1
@@ -94,7 +95,7 @@ def up(timeout=START_TIMEOUT):
     """
     python = venvs.ensure("heat")
     mariadb = backends.ensure("mariadb")
-    rabbit_url = backends.rabbitmq_url()
+    rabbit_url = backends.rabbitmq_url(isolated=True)
     db_url = (f"mysql+pymysql://root@127.0.0.1:{mariadb['port']}/{_db_name()}"
               "?charset=utf8mb4")
     sdir = state.service_dir(SERVICE)

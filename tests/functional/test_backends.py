@@ -66,3 +66,18 @@ def test_private_backends_start_speak_their_protocols_and_stop(private_lab):
     for name, info in started.items():
         assert not processes.port_open(info["port"]), f"{name} still listens"
     assert backends.running_private() == []
+
+
+def test_shared_broker_gives_each_lab_a_virtual_host_of_its_own():
+    import subprocess
+
+    if backends.force_private() or not processes.port_open(backends.STANDARD_PORTS["rabbitmq"]):
+        pytest.skip("no shared RabbitMQ on 127.0.0.1:5672 here: the lab's broker is private")
+    url = backends.rabbitmq_url(isolated=True)
+    vhost = url.rsplit("/", 1)[1]
+    assert vhost == f"selfheal_{backends.lab_tag()}"
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert vhost in listed
+    assert backends.rabbitmq_url(isolated=True) == url  # the second time only reads
+    assert backends.rabbitmq_url().endswith(":5672/")  # the default vhost otherwise
