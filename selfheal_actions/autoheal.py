@@ -12,6 +12,7 @@ that the member really was replaced.
 import time
 
 from heatclient import exc as heat_exc
+from keystoneauth1 import exceptions as ks_exc
 
 from selfheal_actions import clients
 from selfheal_actions import inputs
@@ -108,13 +109,12 @@ class MarkUnhealthyAction(SelfhealAction):
         alarm's update replaced it, or ``would_replace``), ``stack`` (id,
         name, status), ``member`` (name, stack, old_physical_id,
         new_physical_id, status), ``waited_for_updates`` (how many updates
-        of others it waited for), ``seconds``, and ``changes``.
-
-    Failure reasons: ``invalid_input``, ``stack_not_found``, ``stack_failed``
-    (the stack is in a failed state: fix it first), ``member_not_found``,
-    ``ambiguous_member``, ``member_not_replaceable``, ``update_timeout``,
-    ``update_failed``, ``replacement_not_verified``, ``heat_error``,
-    ``configuration_error``.
+        of others it waited for), ``seconds``, and ``changes``. Error
+        reasons: ``invalid_input``, ``stack_not_found``, ``stack_failed``
+        (the stack is in a failed state: fix it first), ``member_not_found``,
+        ``ambiguous_member``, ``member_not_replaceable``, ``update_timeout``,
+        ``update_failed``, ``replacement_not_verified``, ``heat_error``,
+        ``configuration_error``, ``service_unreachable``.
     """
 
     action_name = "selfheal.mark_unhealthy"
@@ -151,6 +151,11 @@ class MarkUnhealthyAction(SelfhealAction):
             return heal.run()
         except heat_exc.HTTPException as e:
             raise orchestration.heat_failure(e, "answer") from None
+        except ks_exc.ConnectionError as e:
+            raise ActionFailure("service_unreachable",
+                                f"cannot reach the orchestration API: {type(e).__name__}. Check "
+                                "the catalog or the explicit endpoint.",
+                                changes=heal.changes) from None
 
 
 class MemberHealing:

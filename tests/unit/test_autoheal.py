@@ -242,3 +242,18 @@ def test_own_update_followed_at_once_by_another_is_still_ours():
     result, _ = heal(heat, member=server, timeout=30)
     assert result["outcome"] == "replaced"
     assert result["member"]["new_physical_id"] == heat.members["1"]["physical_id"] != server
+
+
+def test_unreachable_heat_is_a_clear_error_not_a_traceback(monkeypatch):
+    from keystoneauth1 import exceptions as ks_exc
+
+    class DownHeat(FakeHeat):
+        def stack(self, stack):
+            raise ks_exc.ConnectFailure("Unable to establish connection")
+
+    monkeypatch.setattr(autoheal.clients, "heat", lambda context: None)
+    monkeypatch.setattr(autoheal.orchestration, "HeatApi", lambda client: DownHeat())
+    result = autoheal.MarkUnhealthyAction(stack="web", member="1").run(context=None)
+    assert result.is_error()
+    assert result.error["reason"] == "service_unreachable"
+    assert "orchestration API" in result.error["message"]
