@@ -32,6 +32,9 @@ FAST_POLL = 0.25
 #: last evacuation finished adds at most this share to the run (and a long
 #: run makes few polls: Nova is read per host, not per instance)
 POLL_SHARE = 0.1
+#: ...but while instances wait for a free place in the concurrency window,
+#: a place freed must be refilled soon: the pause stays at most this long
+WINDOW_POLL = 0.5
 
 PENDING, EVACUATING, VERIFYING, FINISHED = "pending", "evacuating", "verifying", "finished"
 
@@ -106,6 +109,8 @@ class EvacuationRun:
                 break
             interval = min(self.options.poll_interval,
                            max(FAST_POLL, POLL_SHARE * (self.clock() - started)))
+            if self._in_phase(PENDING):
+                interval = min(interval, WINDOW_POLL)
             self.sleep(min(interval, max(self.deadline - self.clock(), 0)))
         for entry in self.work:
             for internal in ("began", "phase", "already", "power_fixed"):

@@ -198,3 +198,22 @@ def test_polls_pause_at_most_a_tenth_of_the_run_so_far():
         assert pause <= 2.0
     # later pauses are longer: a long run does not poll Nova at the fast rate
     assert pauses[-1][1] > 4 * evacuation_run.FAST_POLL
+
+
+def test_a_full_window_is_refilled_without_waiting_for_the_slow_poll():
+    nova = cloud([server(f"s{i}") for i in range(12)], steps_to_finish=30)
+    entries = plans.plan(HOST, nova.servers_on_host(HOST), nova.evacuations_from(HOST),
+                         plans.PlanOptions())
+    clock = Clock()
+    pauses = []
+
+    def sleep(seconds):
+        waiting = sum(1 for e in entries if e.get("phase") == evacuation_run.PENDING)
+        pauses.append((waiting, seconds))
+        clock.sleep(seconds)
+
+    opts = evacuation_run.RunOptions(concurrency=2, candidate_hosts=["ok-1"], poll_interval=5.0)
+    evacuation_run.EvacuationRun(nova, HOST, entries, opts, clock=clock, sleep=sleep).run()
+    assert all(e["outcome"] == "evacuated" for e in entries)
+    assert all(p <= evacuation_run.WINDOW_POLL for waiting, p in pauses if waiting)
+    assert any(p > evacuation_run.WINDOW_POLL for waiting, p in pauses if not waiting)
