@@ -88,6 +88,7 @@ def up_vitrage(templates_dir=None, **up_kwargs):
     """
     result = up(**up_kwargs)
     result["vitrage"] = vitrage.up(templates_dir=templates_dir)
+    write_cloud_config(result["nova"])  # now with Vitrage's endpoint (rca)
     return result
 
 

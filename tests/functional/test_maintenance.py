@@ -14,6 +14,8 @@ Mistral) and reach it through python-vitrageclient, as the actions would in
 a real cloud.
 """
 
+import json
+import pathlib
 import time
 
 import pytest
@@ -280,7 +282,7 @@ def test_require_monitoring_without_vitrage_fails_and_changes_nothing(cloud, mak
 def evaluator(lab_info):
     info = lab.up_vitrage()
     # the actions find Vitrage through the cloud configuration (endpoints.rca)
-    lab.write_cloud_config(info["nova"])
+    assert "rca" in json.loads(pathlib.Path(info["cloud_config"]).read_text())["endpoints"]
     yield info
     vitrage.down()
     lab.write_cloud_config(info["nova"])
