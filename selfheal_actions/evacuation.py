@@ -37,7 +37,7 @@ class EvacuateAndVerifyAction(SelfhealAction):
 
     :param host: the failed host (string, required).
     :param instance_ids: only these instances of the host (list; empty: all).
-    :param concurrency: evacuations in flight at once (1-200, default 10).
+    :param concurrency: evacuations in flight at once (1-200, default 25).
     :param max_attempts: attempts per instance (1-10, default 3).
     :param target_hosts: ordered reserved hosts to evacuate to; empty lets
         the scheduler choose.
@@ -66,7 +66,7 @@ class EvacuateAndVerifyAction(SelfhealAction):
 
     action_name = "selfheal.evacuate_and_verify"
 
-    def __init__(self, host, instance_ids=None, concurrency=10, max_attempts=3,
+    def __init__(self, host, instance_ids=None, concurrency=25, max_attempts=3,
                  target_hosts=None, include_error_instances=False,
                  exclude_metadata_key="selfheal_exclude", exclude_flavors=None,
                  exclude_images=None, force=False, timeout=600, poll_interval=2,

@@ -42,7 +42,7 @@ PENDING, EVACUATING, VERIFYING, FINISHED = "pending", "evacuating", "verifying",
 class RunOptions:
     """How a run behaves (validated inputs)."""
 
-    def __init__(self, concurrency=10, max_attempts=3, target_hosts=(), timeout=600,
+    def __init__(self, concurrency=25, max_attempts=3, target_hosts=(), timeout=600,
                  poll_interval=2.0, candidate_hosts=()):
         self.concurrency = concurrency
         self.max_attempts = max_attempts
