@@ -19,14 +19,17 @@ from novaclient import exceptions as nova_exc
 from selfheal_actions import compute
 from selfheal_actions import drain_plan as plans
 from selfheal_actions import evacuation_plan as evac
-from selfheal_actions import timeutil
 from selfheal_actions.evacuation_run import CLOCK_MARGIN
 from selfheal_actions.evacuation_run import FAST_POLL
 from selfheal_actions.results import change
+from selfheal_actions.windowed_run import FINISHED
+from selfheal_actions.windowed_run import PENDING
+from selfheal_actions.windowed_run import VERIFYING
+from selfheal_actions.windowed_run import WindowedRun
 
 LOG = logging.getLogger(__name__)
 
-PENDING, MIGRATING, VERIFYING, FINISHED = "pending", "migrating", "verifying", "finished"
+MIGRATING = "migrating"
 
 #: what to ask Nova when a moved server is not in the state it had
 _RESTORE = {("active", "stopped"): ("start", "started"),
@@ -50,7 +53,7 @@ class DrainOptions:
         self.cold_migration = cold_migration
 
 
-class DrainRun:
+class DrainRun(WindowedRun):
     """Move the instances of one host away and verify them.
 
     :param api: a :class:`selfheal_actions.compute.NovaApi` or a fake.
@@ -60,18 +63,14 @@ class DrainRun:
     :param options: :class:`DrainOptions`.
     """
 
+    IN_FLIGHT = MIGRATING
+    INTERNAL = ("began", "phase", "already", "restore_asked", "confirm_asked")
+    LOG_PREFIX = "drain "
+    log = LOG
+
     def __init__(self, api, host, entries, options, clock=time.monotonic, sleep=time.sleep,
                  on_cycle=None):
-        self.api = api
-        self.host = host
-        self.options = options
-        self.clock = clock
-        self.sleep = sleep
-        self.on_cycle = on_cycle or (lambda: None)
-        self.started = clock()
-        self.since = timeutil.utcnow().replace(microsecond=0)
-        self.deadline = self.started + options.timeout
-        self.changes = []
+        super().__init__(api, host, options, clock=clock, sleep=sleep, on_cycle=on_cycle)
         self.work = [e for e in entries if e["decision"] in ("move", "adopt")]
         for entry in entries:
             for key in ("destination", "migration_id", "migration_status", "seconds"):
@@ -86,61 +85,24 @@ class DrainRun:
                 entry["phase"], entry["began"] = MIGRATING, clock()
             else:
                 entry["phase"] = PENDING
+        self._interval = FAST_POLL
+        self._last_progress = self._progress()
 
-    # the loop
-    def run(self):
-        """Run until every instance is finished or the time is up; return entries."""
-        interval = FAST_POLL
-        while not self._all_finished():
-            before = self._snapshot()
-            self.on_cycle()
-            self._launch()
-            self._poll_migrations()
-            self._verify()
-            if self._all_finished():
-                break
-            if self.clock() >= self.deadline:
-                self._time_out()
-                break
-            self.sleep(min(interval, max(self.deadline - self.clock(), 0)))
-            moved = self._snapshot() != before
-            interval = FAST_POLL if moved else min(interval * 1.5, self.options.poll_interval)
-        for entry in self.work:
-            for internal in ("began", "phase", "already", "restore_asked", "confirm_asked"):
-                entry.pop(internal, None)
-        return self.work
-
-    def _snapshot(self):
+    def _progress(self):
         return [(e["phase"], e["attempts"], e.get("migration_status")) for e in self.work]
 
-    def _all_finished(self):
-        return all(e["phase"] == FINISHED for e in self.work)
+    def _pause(self, elapsed):
+        """Poll fast while things move; back off while Nova is busy."""
+        pause = self._interval
+        progress = self._progress()
+        moved = progress != self._last_progress
+        self._last_progress = progress
+        self._interval = (FAST_POLL if moved
+                          else min(self._interval * 1.5, self.options.poll_interval))
+        return pause
 
-    def _in_phase(self, phase):
-        return [e for e in self.work if e["phase"] == phase]
-
-    def _finish(self, entry, outcome, reason=None):
-        entry["phase"] = FINISHED
-        entry["outcome"] = outcome
-        if reason:
-            entry["reason"] = reason
-        if entry.get("began") is not None:
-            entry["seconds"] = round(self.clock() - entry["began"], 2)
-        LOG.info("drain %s %s (%s): %s%s", self.host, entry["name"], entry["id"], outcome,
-                 f" ({reason})" if reason else "")
-
-    # launching migrations
-    def _launch(self):
-        in_flight = len(self._in_phase(MIGRATING))
-        for entry in self._in_phase(PENDING):
-            if in_flight >= self.options.concurrency:
-                return
-            target = self._next_target(entry)
-            if target is False:
-                self._finish(entry, "failed", "no_target_left: " + self._last_failure(entry))
-                continue
-            if self._start(entry, target):
-                in_flight += 1
+    def _no_target_reason(self, entry):
+        return "no_target_left: " + self._last_failure(entry)
 
     def _next_target(self, entry):
         """None for the scheduler, a host name, or False when none is left."""
@@ -160,7 +122,7 @@ class DrainRun:
         log = entry["attempt_log"]
         return log[-1].get("status") or "unknown" if log else "no attempt"
 
-    def _start(self, entry, target):
+    def _start_move(self, entry, target):
         entry.setdefault("began", self.clock())
         entry["attempts"] += 1
         attempt = {"method": entry["method"], "target": target, "destination": None,
@@ -321,8 +283,3 @@ class DrainRun:
             return
         self.changes.append(change(f"server {entry['id']}", done))
 
-    def _time_out(self):
-        for entry in self.work:
-            if entry["phase"] != FINISHED:
-                self._finish(entry, "timed_out", f"still {entry['phase']} after "
-                             f"{self.options.timeout:.0f} s")

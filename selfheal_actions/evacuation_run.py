@@ -17,8 +17,11 @@ from novaclient import exceptions as nova_exc
 
 from selfheal_actions import compute
 from selfheal_actions import evacuation_plan as plans
-from selfheal_actions import timeutil
 from selfheal_actions.results import change
+from selfheal_actions.windowed_run import FINISHED
+from selfheal_actions.windowed_run import PENDING
+from selfheal_actions.windowed_run import VERIFYING
+from selfheal_actions.windowed_run import WindowedRun
 
 LOG = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ POLL_SHARE = 0.1
 #: a place freed must be refilled soon: the pause stays at most this long
 WINDOW_POLL = 0.5
 
-PENDING, EVACUATING, VERIFYING, FINISHED = "pending", "evacuating", "verifying", "finished"
+EVACUATING = "evacuating"
 
 
 class RunOptions:
@@ -53,7 +56,7 @@ class RunOptions:
         self.candidate_hosts = list(candidate_hosts)
 
 
-class EvacuationRun:
+class EvacuationRun(WindowedRun):
     """Carry out the evacuations of one host and verify them.
 
     :param api: a :class:`selfheal_actions.compute.NovaApi` or a fake.
@@ -63,18 +66,13 @@ class EvacuationRun:
     :param options: :class:`RunOptions`.
     """
 
+    IN_FLIGHT = EVACUATING
+    INTERNAL = ("began", "phase", "already", "power_fixed")
+    log = LOG
+
     def __init__(self, api, host, entries, options, clock=time.monotonic, sleep=time.sleep,
                  on_cycle=None):
-        self.api = api
-        self.on_cycle = on_cycle or (lambda: None)
-        self.host = host
-        self.options = options
-        self.clock = clock
-        self.sleep = sleep
-        self.started = clock()
-        self.since = timeutil.utcnow().replace(microsecond=0)
-        self.deadline = self.started + options.timeout
-        self.changes = []
+        super().__init__(api, host, options, clock=clock, sleep=sleep, on_cycle=on_cycle)
         self.work = [e for e in entries if e["decision"] != "skip"]
         for entry in entries:
             entry.setdefault("attempts", 0)
@@ -93,58 +91,11 @@ class EvacuationRun:
                 entry["phase"] = PENDING
         self.known_migrations = {}
 
-    # the loop
-    def run(self):
-        """Run until every instance is finished or the time is up; return entries."""
-        started = self.clock()
-        while not self._all_finished():
-            self.on_cycle()
-            self._launch()
-            self._poll_migrations()
-            self._verify()
-            if self._all_finished():
-                break
-            if self.clock() >= self.deadline:
-                self._time_out()
-                break
-            interval = min(self.options.poll_interval,
-                           max(FAST_POLL, POLL_SHARE * (self.clock() - started)))
-            if self._in_phase(PENDING):
-                interval = min(interval, WINDOW_POLL)
-            self.sleep(min(interval, max(self.deadline - self.clock(), 0)))
-        for entry in self.work:
-            for internal in ("began", "phase", "already", "power_fixed"):
-                entry.pop(internal, None)
-        return self.work
-
-    def _all_finished(self):
-        return all(e["phase"] == FINISHED for e in self.work)
-
-    def _in_phase(self, phase):
-        return [e for e in self.work if e["phase"] == phase]
-
-    def _finish(self, entry, outcome, reason=None):
-        entry["phase"] = FINISHED
-        entry["outcome"] = outcome
-        if reason:
-            entry["reason"] = reason
-        if entry.get("began") is not None:
-            entry["seconds"] = round(self.clock() - entry["began"], 2)
-        LOG.info("%s %s (%s): %s%s", self.host, entry["name"], entry["id"], outcome,
-                 f" ({reason})" if reason else "")
-
-    # launching evacuations
-    def _launch(self):
-        in_flight = len(self._in_phase(EVACUATING))
-        for entry in self._in_phase(PENDING):
-            if in_flight >= self.options.concurrency:
-                return
-            target = self._next_target(entry)
-            if target is False:
-                self._finish(entry, "failed", "no_target_left")
-                continue
-            if self._start_evacuation(entry, target):
-                in_flight += 1
+    def _pause(self, elapsed):
+        pause = min(self.options.poll_interval, max(FAST_POLL, POLL_SHARE * elapsed))
+        if self._in_phase(PENDING):
+            pause = min(pause, WINDOW_POLL)
+        return pause
 
     def _next_target(self, entry):
         """None for the scheduler, a host name, or False when none is left."""
@@ -159,7 +110,7 @@ class EvacuationRun:
         # Spread retries over the hosts left; with none known, ask the scheduler again.
         return left[entry["attempts"] % len(left)] if left else None
 
-    def _start_evacuation(self, entry, target):
+    def _start_move(self, entry, target):
         entry.setdefault("began", self.clock())
         entry["attempts"] += 1
         attempt = {"target": target, "destination": None, "migration_id": None, "status": None}
@@ -296,12 +247,6 @@ class EvacuationRun:
                 self.changes.append(change(f"server {entry['id']}", "stopped"))
         except nova_exc.ClientException as error:
             self._finish(entry, "failed", f"power_state_not_restored: {error}")
-
-    def _time_out(self):
-        for entry in self.work:
-            if entry["phase"] != FINISHED:
-                self._finish(entry, "timed_out", f"still {entry['phase']} after "
-                             f"{self.options.timeout:.0f} s")
 
 
 def totals(entries):
