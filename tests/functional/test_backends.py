@@ -6,15 +6,16 @@ own; each one must speak its protocol on its port, and ``down`` must stop
 exactly what was started.
 """
 
+import pathlib
 import shutil
 import socket
 import struct
+import tempfile
 
 import pytest
 
 from selfheal_lab import backends
 from selfheal_lab import processes
-from selfheal_lab import state
 
 pytestmark = pytest.mark.functional
 
@@ -40,9 +41,10 @@ PROTOCOL_CHECKS = {
 
 @pytest.fixture
 def private_lab(monkeypatch):
-    # inside the source tree: the postgres and mysql users must traverse it
-    folder = state.SOURCE_ROOT / ".lab" / "private-backends-test"
-    shutil.rmtree(folder, ignore_errors=True)
+    # under /tmp, opened to all: the postgres and mysql users must traverse
+    # it, and the checkout itself may sit in a private (0700) folder
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="selfheal-private-"))
+    folder.chmod(0o755)
     monkeypatch.setenv("SELFHEAL_LAB_DIR", str(folder))
     monkeypatch.setenv(backends.PRIVATE_BACKENDS_ENV, "1")
     yield folder
