@@ -11,6 +11,7 @@ import time
 from selfheal_actions import clients
 from selfheal_actions import compute
 from selfheal_actions import evacuation_plan as plans
+from selfheal_actions import fencing
 from selfheal_actions import host_lock
 from selfheal_actions import inputs
 from selfheal_actions import markers
@@ -26,14 +27,17 @@ from selfheal_actions.results import change
 class EvacuateAndVerifyAction(SelfhealAction):
     """Evacuate every instance of a fenced host and prove where each one landed.
 
-    The host must be fenced first (its nova-compute service forced down, see
-    ``selfheal.fence_host``): otherwise nothing is done. Each instance is
-    verified: its evacuation migration reached ``done``, it is on another
-    host, and it is in the power state it had before (evacuations are sent
-    at microversion 2.94 at most, where Nova keeps the power state; one that
-    still ends wrong is started or stopped). A failed evacuation is retried on another
-    host up to ``max_attempts``. Rerunning it (or running two at once) never
-    evacuates an instance twice: migrations already in flight are picked up.
+    The host must be fenced (its nova-compute service forced down): with
+    ``fence`` true the action fences it itself, as ``selfheal.fence_host``
+    does and with the same refusals, after every input and the plan were
+    checked; otherwise an unfenced host is refused and nothing is done. Each
+    instance is verified: its evacuation migration reached ``done``, it is on
+    another host, and it is in the power state it had before (evacuations are
+    sent at microversion 2.94 at most, where Nova keeps the power state; one
+    that still ends wrong is started or stopped). A failed evacuation is
+    retried on another host up to ``max_attempts``. Rerunning it (or running
+    two at once) never evacuates an instance twice: migrations already in
+    flight are picked up.
 
     :param host: the failed host (string, required).
     :param instance_ids: only these instances of the host (list; empty: all).
@@ -48,17 +52,30 @@ class EvacuateAndVerifyAction(SelfhealAction):
     :param exclude_flavors: flavor names or ids to leave alone.
     :param exclude_images: image ids to leave alone.
     :param force: evacuate even a host under planned maintenance.
+    :param fence: fence the host first (force down, then disable with a
+        ``selfheal:fenced`` marker) when it is not fenced yet (default false).
+    :param reason: with ``fence``: written into the disabled reason.
+    :param max_down_ratio: with ``fence``: refuse when more than this share
+        (0-1) of compute services would be down (default 0.5).
+    :param host_powered_off: with ``fence``: the node is known to be off, so
+        a service Nova still sees up may be fenced.
     :param timeout: seconds the action may run (10-3600, default 600); it
         returns by then whatever the state.
     :param poll_interval: longest pause between two polls, seconds (default 2).
     :param dry_run: return the plan, change nothing.
     :param microversion: compute API microversion; empty negotiates.
-    :returns: ``host``, ``microversion``, ``instances`` (per instance: id,
-        name, source, destination, migration_id, migration_status, attempts,
-        seconds, outcome: evacuated / already_evacuated / skipped / failed /
-        timed_out / planned, reason), ``totals``, ``seconds``, ``changes``.
-        Error reasons: ``invalid_input``, ``host_not_found``,
-        ``host_not_fenced``, ``host_in_maintenance``, ``host_busy`` (another
+    :returns: ``host``, ``microversion``, ``plan`` (``instances`` with their
+        ``decision``, ``reason`` and ``outcome`` planned / skipped /
+        already_evacuated, before anything changed; ``totals``),
+        ``fencing`` (with ``fence``: what fencing did or would do, as
+        ``selfheal.fence_host`` reports it; else null), ``instances`` (per
+        instance: id, name, source, destination, migration_id,
+        migration_status, attempts, seconds, outcome: evacuated /
+        already_evacuated / skipped / failed / timed_out / planned, reason),
+        ``totals``, ``seconds``, ``changes``. Error reasons:
+        ``invalid_input``, ``host_not_found``, ``host_not_fenced``,
+        ``host_in_maintenance``, ``host_still_up`` and
+        ``too_many_hosts_down`` (with ``fence``), ``host_busy`` (another
         execution still heals the host after ``timeout``),
         ``evacuation_incomplete`` (some instances failed or timed out; the
         details list them), and the client errors of fence_host.
@@ -69,7 +86,8 @@ class EvacuateAndVerifyAction(SelfhealAction):
     def __init__(self, host, instance_ids=None, concurrency=25, max_attempts=3,
                  target_hosts=None, include_error_instances=False,
                  exclude_metadata_key="selfheal_exclude", exclude_flavors=None,
-                 exclude_images=None, force=False, timeout=600, poll_interval=2,
+                 exclude_images=None, force=False, fence=False, reason="host failure",
+                 max_down_ratio=0.5, host_powered_off=False, timeout=600, poll_interval=2,
                  dry_run=False, microversion=None):
         self.host = host
         self.instance_ids = instance_ids
@@ -81,6 +99,10 @@ class EvacuateAndVerifyAction(SelfhealAction):
         self.exclude_flavors = exclude_flavors
         self.exclude_images = exclude_images
         self.force = force
+        self.fence = fence
+        self.reason = reason
+        self.max_down_ratio = max_down_ratio
+        self.host_powered_off = host_powered_off
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.dry_run = dry_run
@@ -100,6 +122,10 @@ class EvacuateAndVerifyAction(SelfhealAction):
             "exclude_flavors": inputs.text_list("exclude_flavors", self.exclude_flavors),
             "exclude_images": inputs.text_list("exclude_images", self.exclude_images),
             "force": inputs.boolean("force", self.force),
+            "fence": inputs.boolean("fence", self.fence),
+            "reason": inputs.text("reason", self.reason, required=False) or "host failure",
+            "max_down_ratio": inputs.number("max_down_ratio", self.max_down_ratio, 0, 1),
+            "host_powered_off": inputs.boolean("host_powered_off", self.host_powered_off),
             "timeout": inputs.number("timeout", self.timeout, 10, 3600),
             "poll_interval": inputs.number("poll_interval", self.poll_interval, 0.1, 60),
             "dry_run": inputs.boolean("dry_run", self.dry_run),
@@ -120,29 +146,27 @@ class EvacuateAndVerifyAction(SelfhealAction):
         if unknown:
             raise ActionFailure("invalid_input", f"target_hosts has unknown hosts {unknown}; "
                                 f"known compute hosts: {sorted(known)}")
-        marker = markers.parse(service.get("disabled_reason"))
-        if marker and marker["kind"] == markers.MAINTENANCE and not args["force"]:
-            raise ActionFailure(
-                "host_in_maintenance",
-                f"host '{host}' is under planned maintenance; the maintenance flow moves its "
-                "instances. Pass force=true only if it really failed.", host=host)
-        fenced = bool(service.get("forced_down"))
-        if not fenced and not args["dry_run"]:
-            raise ActionFailure(
-                "host_not_fenced",
-                f"host '{host}' is not fenced (its nova-compute service is not forced down), "
-                "so its instances may still run there. Run selfheal.fence_host first (the "
-                "selfheal.host_failure.evacuate_host workflow does).", host=host)
-        fenced_at = marker["at"] if marker and marker["kind"] == markers.FENCED else None
-        result = {"host": host, "microversion": api.microversion, "fenced": fenced}
+        steps = self._fencing_steps(service, services, args)
+        result = {"host": host, "microversion": api.microversion, "fencing": None}
         if args["dry_run"]:
-            return self._plan_only(api, host, args, fenced_at, result, started)
+            return self._plan_only(api, service, steps, args, context, result, started)
 
         # One healer per host: Nova would accept a second, concurrent evacuation.
         lock = host_lock.HostLock(api, host, owner=clients.execution_id(context))
         lock.acquire(timeout=args["timeout"])
         try:
-            entries, earlier = self._plan(api, host, args, fenced_at)
+            # read again under the claim: a healer we waited for may have
+            # fenced the host, and its marker dates its evacuations
+            services = api.compute_services()
+            service = compute.find_service(services, host)
+            steps = self._fencing_steps(service, services, args)
+            entries, earlier = self._plan(api, host, args, self._fenced_at(service))
+            result["plan"] = self._plan_report(entries, earlier)
+            changes = []
+            if args["fence"]:
+                result["fencing"] = fencing.carry_out(
+                    api, service, steps, self._marker(context, args))
+                changes = list(result["fencing"]["changes"])
             candidates = [s["host"] for s in services if s["host"] != host
                           and s["state"] == "up" and s["status"] == "enabled"]
             remaining = args["timeout"] - (time.monotonic() - started)
@@ -150,11 +174,12 @@ class EvacuateAndVerifyAction(SelfhealAction):
                 args["concurrency"], args["max_attempts"], args["target_hosts"],
                 max(remaining, 1), args["poll_interval"], candidates), on_cycle=lock.refresh)
             run.run()
+            changes += run.changes
         finally:
             lock.release()
         instances = earlier + entries
         result.update(instances=instances, totals=totals(instances),
-                      seconds=round(time.monotonic() - started, 2), changes=run.changes)
+                      seconds=round(time.monotonic() - started, 2), changes=changes)
         if lock.waited_for:
             result["waited_for"] = lock.waited_for
         unrecovered = [e for e in instances if e["outcome"] in ("failed", "timed_out")]
@@ -166,8 +191,51 @@ class EvacuateAndVerifyAction(SelfhealAction):
                 "recovered: " + "; ".join(summary_line(e) for e in unrecovered) +
                 ". The others are verified. Fix the cause (capacity, target hosts) and run "
                 "the workflow again: it resumes without evacuating anything twice.",
-                changes=run.changes, **details)
+                changes=changes, **details)
         return result
+
+    @staticmethod
+    def _fencing_steps(service, services, args):
+        """What fencing the host takes ([] when fenced), or a refusal.
+
+        :raises ActionFailure: ``host_in_maintenance``; with ``fence`` the
+            refusals of :func:`fencing.fencing_steps`; without it
+            ``host_not_fenced`` (in a real run).
+        """
+        host = service["host"]
+        if markers.kind_of(service.get("disabled_reason")) == markers.MAINTENANCE and (
+                not args["force"]):
+            raise ActionFailure(
+                "host_in_maintenance",
+                f"host '{host}' is under planned maintenance; the maintenance flow moves its "
+                "instances. Pass force=true only if it really failed.", host=host)
+        if args["fence"]:
+            return fencing.fencing_steps(service, services, args["max_down_ratio"],
+                                         args["host_powered_off"], args["force"])
+        if not service.get("forced_down") and not args["dry_run"]:
+            raise ActionFailure(
+                "host_not_fenced",
+                f"host '{host}' is not fenced (its nova-compute service is not forced down), "
+                "so its instances may still run there. Run selfheal.fence_host first, or pass "
+                "fence=true (the selfheal.host_failure.evacuate_host workflow does).",
+                host=host)
+        return []
+
+    @staticmethod
+    def _fenced_at(service):
+        marker = markers.parse(service.get("disabled_reason"))
+        return marker["at"] if marker and marker["kind"] == markers.FENCED else None
+
+    @staticmethod
+    def _marker(context, args):
+        return markers.make(markers.FENCED, clients.execution_id(context), args["reason"])
+
+    @staticmethod
+    def _plan_report(entries, earlier):
+        """The plan as it stood before anything changed (a copy: the run updates entries)."""
+        planned = [dict(e, outcome=e.get("outcome") or (
+            "skipped" if e["decision"] == "skip" else "planned")) for e in earlier + entries]
+        return {"instances": planned, "totals": totals(planned)}
 
     def _plan(self, api, host, args, fenced_at):
         """Plan entries for the host's servers, and the ones moved earlier."""
@@ -186,18 +254,25 @@ class EvacuateAndVerifyAction(SelfhealAction):
                                 host=host)
         return entries, earlier
 
-    def _plan_only(self, api, host, args, fenced_at, result, started):
-        entries, earlier = self._plan(api, host, args, fenced_at)
+    def _plan_only(self, api, service, steps, args, context, result, started):
+        host = service["host"]
+        entries, earlier = self._plan(api, host, args, self._fenced_at(service))
+        result["plan"] = self._plan_report(entries, earlier)
+        changes = []
+        if args["fence"]:
+            result["fencing"] = fencing.carry_out(api, service, steps,
+                                                  self._marker(context, args), dry_run=True)
+            changes = list(result["fencing"]["changes"])
         for entry in entries:
             entry["outcome"] = "skipped" if entry["decision"] == "skip" else "planned"
         instances = earlier + entries
+        changes += [change(f"server {e['id']}", "would_evacuate")
+                    for e in entries if e["outcome"] == "planned"]
         result.update(instances=instances, totals=totals(instances),
-                      seconds=round(time.monotonic() - started, 2),
-                      changes=[change(f"server {e['id']}", "would_evacuate")
-                               for e in entries if e["outcome"] == "planned"])
-        if not result["fenced"]:
+                      seconds=round(time.monotonic() - started, 2), changes=changes)
+        if not service.get("forced_down") and not args["fence"]:
             result["note"] = (f"host '{host}' is not fenced yet: a real run refuses until "
-                              "selfheal.fence_host has run")
+                              "selfheal.fence_host has run (or with fence=true)")
         return result
 
     @staticmethod

@@ -73,6 +73,33 @@ def fencing_steps(service, services, max_down_ratio, host_powered_off=False, for
     return steps
 
 
+def carry_out(api, service, steps, marker, dry_run=False):
+    """Fence ``service`` with ``steps`` (from :func:`fencing_steps`).
+
+    :param api: a :class:`selfheal_actions.compute.NovaApi`.
+    :param marker: the disabled reason to write (:func:`markers.make`).
+    :param dry_run: only report what would change.
+    :returns: the fencing report: ``host``, ``service_id``, ``fenced``,
+        ``marker`` (the disabled reason the service carries afterwards) and
+        ``changes``.
+    """
+    changes = []
+    resource = f"nova-compute service on {service['host']}"
+    for step in steps:
+        if step == "force_down":
+            if not dry_run:
+                api.force_down(service["id"])
+            changes.append(change(resource, "forced_down"))
+        else:
+            if not dry_run:
+                api.disable(service["id"], marker)
+            changes.append(change(resource, "disabled", disabled_reason=marker))
+    return {"host": service["host"], "service_id": service["id"],
+            "fenced": not dry_run or not steps,
+            "marker": marker if "disable" in steps else service.get("disabled_reason"),
+            "changes": changes}
+
+
 class FenceHostAction(SelfhealAction):
     """Fence a failed compute host: force its nova-compute down, then disable it.
 
@@ -124,20 +151,7 @@ class FenceHostAction(SelfhealAction):
         steps = fencing_steps(service, services, max_down_ratio, powered_off, force)
 
         marker = markers.make(markers.FENCED, clients.execution_id(context), reason)
-        changes = []
-        resource = f"nova-compute service on {host}"
-        for step in steps:
-            if step == "force_down":
-                if not dry_run:
-                    nova.force_down(service["id"])
-                changes.append(change(resource, "forced_down"))
-            else:
-                if not dry_run:
-                    nova.disable(service["id"], marker)
-                changes.append(change(resource, "disabled", disabled_reason=marker))
-        return {"host": host, "service_id": service["id"], "fenced": not dry_run or not steps,
-                "marker": marker if "disable" in steps else service.get("disabled_reason"),
-                "changes": changes}
+        return carry_out(nova, service, steps, marker, dry_run)
 
 
 class EnableHostAction(SelfhealAction):

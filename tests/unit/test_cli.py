@@ -21,11 +21,12 @@ def test_validate_passes_on_the_shipped_files_and_says_what_was_skipped(
 def test_validate_names_the_file_and_the_fix_and_fails(no_platform_parsers, tmp_path, capsys):
     broken = tmp_path / "host_failure.yaml"
     text = (data.workbooks_dir() / "host_failure.yaml").read_text()
-    broken.write_text(text.replace("action: selfheal.fence_host", "action: selfheal.fense_host"))
+    broken.write_text(text.replace("action: selfheal.evacuate_and_verify",
+                                   "action: selfheal.evacuate_and_verfy", 1))
     assert cli.main(["validate", str(broken)]) == 1
     out = capsys.readouterr().out
-    assert f"{broken}: workflow evacuate_host, task fence: unknown action 'selfheal.fense_host'" \
-        in out
+    assert (f"{broken}: workflow evacuate_host, task evacuate: unknown action "
+            "'selfheal.evacuate_and_verfy'") in out
 
 
 def test_validate_missing_file_is_one_clear_line(capsys):

@@ -118,3 +118,70 @@ def test_a_host_claimed_by_another_execution_is_left_alone(use_fake, monkeypatch
     assert result.error["reason"] == "host_busy"
     assert "exec-other" in result.error["message"]
     assert nova.count("evacuate") == 0
+
+
+def down_but_not_fenced():
+    """A dead host Nova already counts as down, not forced down or disabled yet."""
+    nova = cloud(fenced=False)
+    nova.services[0]["state"] = "down"
+    return nova
+
+
+def test_fence_true_fences_first_then_evacuates_in_one_call(use_fake):
+    nova = use_fake(down_but_not_fenced())
+    result = act(fence=True, reason="NIC down")
+    assert result.error is None, result.error
+    names = [c[0] for c in nova.calls]
+    first_evacuate = names.index("evacuate")
+    assert names.index("create_aggregate") < names.index("force_down") < \
+        names.index("disable") < first_evacuate
+    svc = nova.services[0]
+    assert svc["forced_down"] is True and svc["status"] == "disabled"
+    assert markers.parse(svc["disabled_reason"])["note"] == "NIC down"
+    fencing = result.data["fencing"]
+    assert [c["change"] for c in fencing["changes"]] == ["forced_down", "disabled"]
+    assert [c["change"] for c in result.data["changes"][:2]] == ["forced_down", "disabled"]
+    # the plan is what stood before anything changed, the instances what happened
+    assert {i["id"]: i["outcome"] for i in result.data["plan"]["instances"]} == {
+        "a": "planned", "b": "planned", "e": "skipped"}
+    assert {i["id"]: i["outcome"] for i in result.data["instances"]} == {
+        "a": "evacuated", "b": "evacuated", "e": "skipped"}
+    # a second call finds the host fenced and nothing left to do
+    again = act(fence=True)
+    assert again.data["fencing"]["changes"] == [] and again.data["changed"] is False
+    assert nova.count("evacuate") == 2 and nova.count("force_down") == 1
+
+
+@pytest.mark.parametrize("prepare, kwargs, reason", [
+    (lambda nova: nova.services[0].update(state="up"), {}, "host_still_up"),
+    (lambda nova: nova.services[1].update(state="down"), {}, "too_many_hosts_down"),
+    (lambda nova: None, {"instance_ids": ["zzz"]}, "invalid_input"),
+    (lambda nova: nova.services[0].update(
+        disabled_reason=markers.make(markers.MAINTENANCE, "e"), status="disabled"), {},
+     "host_in_maintenance"),
+])
+def test_fence_true_refusals_change_nothing(use_fake, prepare, kwargs, reason):
+    nova = use_fake(down_but_not_fenced())
+    prepare(nova)
+    result = act(fence=True, **kwargs)
+    assert result.error["reason"] == reason, result.error
+    assert result.error["changed"] is False
+    for call in ("force_down", "disable", "evacuate"):
+        assert nova.count(call) == 0, call
+    assert nova.aggregates == {}  # no claim left behind
+
+
+def test_fence_true_dry_run_says_what_fencing_would_do(use_fake):
+    nova = use_fake(down_but_not_fenced())
+    result = act(fence=True, dry_run=True)
+    assert result.error is None, result.error
+    assert [c["change"] for c in result.data["fencing"]["changes"]] == [
+        "forced_down", "disabled"]
+    assert result.data["changed"] is False
+    assert {c[0] for c in nova.calls} <= {"compute_services", "servers_on_host",
+                                          "evacuations_from"}
+    # a host Nova still sees up is refused in the dry run as in the real one...
+    nova.services[0]["state"] = "up"
+    assert act(fence=True, dry_run=True).error["reason"] == "host_still_up"
+    # ...unless a fencing workflow will have powered it off
+    assert act(fence=True, dry_run=True, host_powered_off=True).error is None

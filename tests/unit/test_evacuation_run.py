@@ -217,3 +217,16 @@ def test_a_full_window_is_refilled_without_waiting_for_the_slow_poll():
     assert all(e["outcome"] == "evacuated" for e in entries)
     assert all(p <= evacuation_run.WINDOW_POLL for waiting, p in pauses if waiting)
     assert any(p > evacuation_run.WINDOW_POLL for waiting, p in pauses if not waiting)
+
+
+def test_a_few_landed_instances_are_read_one_by_one_many_with_one_list():
+    # one instance done at a time among twelve: a GET each beats listing every server
+    nova = cloud([server(f"s{i:02d}") for i in range(12)], stops_evacuated=False)
+    run(nova, evacuation_run.RunOptions(concurrency=1))
+    assert nova.count("get_server") == 12
+    assert nova.count("servers_changed_since") == 0
+    # twelve landing at once: one list
+    nova = cloud([server(f"s{i:02d}") for i in range(12)], stops_evacuated=False)
+    run(nova, evacuation_run.RunOptions(concurrency=12))
+    assert nova.count("servers_changed_since") >= 1
+    assert nova.count("get_server") == 0

@@ -30,10 +30,11 @@ def _host_failure():
 
 
 @pytest.mark.parametrize("old, new, expected", [
-    ("          max_down_ratio: <% $.max_down_ratio %>\n          host_powered_off",
-     "          max_down_ration: <% $.max_down_ratio %>\n          host_powered_off",
-     "action selfheal.fence_host has no input(s) ['max_down_ration']"),
-    ("action: selfheal.fence_host", "action: selfheal.fence_hots", "unknown action"),
+    ("          max_down_ratio: <% $.max_down_ratio %>\n          timeout",
+     "          max_down_ration: <% $.max_down_ratio %>\n          timeout",
+     "action selfheal.evacuate_and_verify has no input(s) ['max_down_ration']"),
+    ("action: selfheal.evacuate_and_verify", "action: selfheal.evacuate_and_verfy",
+     "unknown action"),
     ("        workflow: evacuate_host", "        workflow: evacuate_hots", "unknown workflow"),
     ("          host: <% $.item.host %>\n", "", "workflow evacuate_host needs input(s) ['host']"),
     ("reason: <% $.reason %>", "reason: <% $.reasno %>", "reads $.reasno"),
