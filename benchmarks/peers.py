@@ -644,8 +644,9 @@ def main(argv=None):
     parser.add_argument("--faults", action="store_true",
                         help="also ~10 %% failed evacuations plus a duplicate trigger")
     parser.add_argument("--skip", action="append", default=[], choices=CONTENDERS)
-    parser.add_argument("--concurrency", type=int, default=10,
-                        help="selfheal's concurrency and Masakari tuned's threads")
+    parser.add_argument("--concurrency", type=int, default=25,
+                        help="selfheal's concurrency and Masakari tuned's threads "
+                             "(default: the workflow's own default, 25)")
     args = parser.parse_args(argv)
 
     lab.up()
