@@ -57,11 +57,18 @@ def _watch(cloud, execution_id, failed, ids, timeline):
     """Print task and instance progress until the execution ends."""
     names = {v: k for k, v in ids.items()}
     seen_tasks, seen_migrations = {}, {}
+    fenced = False
     while True:
         for task in mistral_client.list_tasks(cloud.mistral_url, execution_id):
             if seen_tasks.get(task["name"]) != task["state"]:
                 seen_tasks[task["name"]] = task["state"]
                 timeline.say(f"workflow task {task['name']}: {task['state']}")
+        if not fenced:
+            service = cloud.service(failed)
+            fenced = service.forced_down and service.status == "disabled"
+            if fenced:
+                timeline.say(f"{failed} fenced: nova-compute forced down and disabled "
+                             f"({service.disabled_reason})")
         for migration in cloud.nova().migrations.list(source_compute=failed,
                                                       migration_type="evacuation"):
             key = (migration.id, migration.status)
