@@ -65,18 +65,17 @@ key_repository = {sdir / 'credential-keys'}
 """
 
 
-def _passwords_file():
+def passwords_file():
     return state.service_dir(SERVICE) / "passwords.json"
 
 
 def _passwords():
-    path = _passwords_file()
+    path = passwords_file()
     if path.exists():
         return json.loads(path.read_text())
     users = ("admin", MEMBER["user"]) + SERVICE_USERS
     chosen = {user: secrets.token_urlsafe(18) for user in users}
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(chosen))
+    state.write_private(path, json.dumps(chosen))
     return chosen
 
 
@@ -104,6 +103,9 @@ def up(timeout=START_TIMEOUT):
     if info:
         return info
     previous = state.read_endpoints().get(KEY) or {}
+    # stop an outdated server first, so that it keeps its port: the catalog,
+    # the Keystone door of Nova and the authenticated Mistral name it
+    managed.stop(SERVICE, KEY, NAMES)
     port = previous.get("port") or processes.free_port()
     if processes.port_open(port):
         port = processes.free_port()
