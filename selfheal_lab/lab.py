@@ -20,6 +20,7 @@ from selfheal_lab import backends
 from selfheal_lab import mistral_client
 from selfheal_lab import progress
 from selfheal_lab import state
+from selfheal_lab.services import aodh
 from selfheal_lab.services import heat
 from selfheal_lab.services import keystone
 from selfheal_lab.services import mistral
@@ -115,7 +116,7 @@ def up_autoheal(**up_kwargs):
     return result
 
 
-def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER):
+def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER, with_alarms=False):
     """Start (or keep) the authenticated lab: Keystone, Nova in a box with its
     Keystone door, and Mistral in ``authenticated`` mode with the workbooks
     (public, loaded as the lab's admin). Catalog: ``identity``, ``compute``
@@ -124,17 +125,25 @@ def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER):
     The Mistral gets no explicit endpoint file: the actions use the caller's
     token and the catalog in it, as in production.
 
-    :returns: ``{"keystone", "nova", "mistral"}`` endpoints entries.
+    :param with_alarms: also the alarm chain: Heat and Zaqar behind Keystone
+        (catalog ``orchestration``, ``messaging``) and Aodh (``alarming``).
+    :returns: ``{"keystone", "nova", "mistral"}`` endpoints entries (and
+        ``"heat"``, ``"zaqar"``, ``"aodh"`` with alarms).
     """
     identity = keystone.up()
+    result = {"keystone": identity}
+    if with_alarms:
+        result.update(heat=heat.up(authenticated=True), zaqar=zaqar.up(with_keystone=True),
+                      aodh=aodh.up())
     nova_info = nova.up(hosts=hosts, driver=driver)
     nova.open_keystone_door()
     mistral_info = mistral.up(mode="authenticated")
     keystone.register_endpoint("workflowv2", "mistral", mistral_info["url"])
     loaded = load_workbooks(mistral_info["url"], token=keystone.token()[0])
     progress.step(f"workbooks loaded into Mistral (authenticated): {', '.join(loaded)}")
-    return {"keystone": identity, "nova": state.read_endpoints()[nova.SERVICE],
-            "mistral": mistral_info, "hosts": nova_info["hosts"]}
+    result.update(nova=state.read_endpoints()[nova.SERVICE], mistral=mistral_info,
+                  hosts=nova_info["hosts"])
+    return result
 
 
 def down_mistral(mode):
@@ -145,6 +154,7 @@ def down_mistral(mode):
 def down():
     """Stop every lab process (by the PIDs the lab recorded)."""
     vitrage.down()
+    aodh.down()
     zaqar.down()
     heat.down()
     keystone.down()
@@ -160,6 +170,6 @@ def down():
 def status():
     return {"nova": nova.status(), "mistral": mistral.status(),
             "vitrage": vitrage.status(), "heat": heat.status(), "zaqar": zaqar.status(),
-            "keystone": keystone.status(),
+            "keystone": keystone.status(), "aodh": aodh.status(),
             "private_backends": backends.running_private(),
             "endpoints": state.read_endpoints()}

@@ -46,6 +46,7 @@ from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
 from selfheal_lab import venvs
+from selfheal_lab.services import keystone
 
 MODES = {
     "embedded": {"service": "mistral", "key": "mistral"},
@@ -352,7 +353,7 @@ load_action_plugins = True
 denied_cidrs = 169.254.0.0/16,fe80::/10
 """
     if mode == "authenticated":
-        common += _keystone_section(wiring["keystone_url"])
+        common += keystone.authtoken_section("mistral")
     if mode in ONE_PROCESS:
         return common + """
 [executor]
@@ -379,23 +380,6 @@ topic = {topic}_event_engine
 """
 
 
-def _keystone_section(url):
-    from selfheal_lab.services import keystone
-
-    return f"""
-[keystone_authtoken]
-www_authenticate_uri = {url}
-auth_url = {url}
-auth_type = password
-username = mistral
-password = {keystone.password("mistral")}
-project_name = service
-user_domain_id = default
-project_domain_id = default
-interface = public
-"""
-
-
 def _lab_tag():
     return backends.lab_tag()
 
@@ -410,11 +394,10 @@ def _backends(mode, python):
         sdir = state.service_dir(MODES[mode]["service"])
         wiring = {"transport_url": "fake:/", "database": f"sqlite:///{sdir / 'mistral.sqlite'}"}
         if mode == "authenticated":
-            identity = state.read_endpoints().get("keystone")
-            if not identity:
+            if not keystone.url():
                 raise MistralLabError("the authenticated Mistral needs the lab's Keystone: "
                                       "start it first (selfheal_lab.services.keystone.up())")
-            wiring["keystone_url"] = identity["url"]
+            wiring["keystone_url"] = keystone.url()
         return wiring
     rabbit = backends.ensure("rabbitmq")
     postgres = backends.ensure("postgres")
