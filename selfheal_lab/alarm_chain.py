@@ -11,6 +11,14 @@
 Everything runs as the Keystone user given (by default the lab's non-admin
 ``member``); Aodh and Zaqar create their trusts from that user's token.
 Needs ``lab.up_authenticated(with_alarms=True)``.
+
+:meth:`AlarmChainLab.create_shipped_group` lets Heat build the same wiring
+from the shipped ``heat_templates/autohealing_group.yaml``: its queue, its
+``OS::Zaqar::MistralTrigger`` and, per member, the shipped member
+template's three ``OS::Aodh::EventAlarm``. Only the member's
+``OS::Nova::Server`` is swapped for an ``OS::Heat::TestResource`` named
+``server``: the lab has no Glance or Neutron API for Heat to resolve the
+image and network with (Nova in a box keeps them as in-process fixtures).
 """
 
 import datetime
@@ -19,6 +27,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+
+import yaml
 
 from selfheal_lab import autoheal_scenario
 from selfheal_lab import state
@@ -49,6 +59,32 @@ class AlarmChainLab(autoheal_scenario.AutohealLab):
             "$(project_id)s", self.project_id)
         self.aodh_url = endpoints["aodh"]["url"]
         self._heat = None
+
+    def create_shipped_group(self, name, size=3, timeout=180):
+        """A stack of the shipped autohealing group (see the module); returns its id."""
+        from selfheal_actions import data
+
+        folder = data.heat_templates_dir()
+        member = yaml.safe_load((folder / "autohealing_member.yaml").read_text())
+        member["resources"]["server"] = {"type": "OS::Heat::TestResource",
+                                         "properties": {"value": "lab stand-in of a server"}}
+        created = self.heat().stacks.create(
+            stack_name=name, template=(folder / "autohealing_group.yaml").read_text(),
+            files={"autohealing_member.yaml": yaml.safe_dump(member)},
+            parameters={"image": "lab", "flavor": "m1.tiny", "network": "lab", "size": size})
+        stack_id = created["stack"]["id"]
+        self.wait_stack(stack_id, "CREATE_COMPLETE", timeout)
+        return stack_id
+
+    def servers(self, stack_id):
+        """``{member index: physical id of its server}`` of a shipped group."""
+        return {r.parent_resource: r.physical_resource_id
+                for r in self.heat().resources.list(stack_id, nested_depth=3)
+                if r.resource_name == "server"}
+
+    def alarms(self):
+        """The user's Aodh alarms (trust ids scrubbed from the actions by Aodh)."""
+        return self._aodh("GET", "/v2/alarms")
 
     def create_event_alarm(self, queue, instance_id, state_trait="stopped"):
         """An Aodh event alarm on ``instance_id`` reaching ``state_trait``, whose

@@ -63,6 +63,13 @@ def subscribe(queue, subscriber, post_data=None, ttl=3600, token=None):
     return answer["subscription_id"]
 
 
+def subscriptions(queue, token=None):
+    """The queue's subscriptions (``subscriber``, ``options``, ...)."""
+    answer = _request("GET", f"/v2/queues/{urllib.parse.quote(queue)}/subscriptions",
+                      token=token)
+    return answer["subscriptions"]
+
+
 def post(queue, *bodies, ttl=3600, token=None):
     """Post messages with these bodies in one request; returns their ids."""
     answer = _request("POST", f"/v2/queues/{urllib.parse.quote(queue)}/messages",

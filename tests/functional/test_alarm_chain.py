@@ -72,3 +72,36 @@ def test_event_on_the_bus_heals_the_member_through_aodh_zaqar_and_mistral(chain,
     assert execution["project_id"] == chain.project_id
     assert chain.alarm(alarm_id)["state"] == "alarm"
     assert chain.alarm(other_alarm)["state"] != "alarm"
+
+
+def test_the_shipped_heat_template_wires_the_chain_and_it_heals(chain):
+    name = f"sh-{uuid.uuid4().hex[:8]}"
+    stack_id = chain.create_shipped_group(name, size=2)
+    try:
+        outputs = {o["output_key"]: o["output_value"] for o in chain.stack(stack_id).outputs}
+        queue = outputs["alarm_queue"]
+        servers = chain.servers(stack_id)
+        assert sorted(servers) == ["0", "1"]
+        # Heat made, as the member user: three event alarms per member posting
+        # to the group's queue through a trust, and the MistralTrigger's
+        # trust+http subscription to Mistral's executions
+        alarms = [a for a in chain.alarms() if a["name"].startswith(name)]
+        assert len(alarms) == 6
+        assert all(len(a["alarm_actions"]) == 1 and a["alarm_actions"][0].startswith(
+            "trust+zaqar") and f"queue_name={queue}" in a["alarm_actions"][0] for a in alarms)
+        [subscription] = zaqar_client.subscriptions(queue, token=chain.token)
+        assert subscription["subscriber"] == f"trust+{chain.mistral_url}/executions"
+        assert "$zaqar_message$" in subscription["options"]["post_data"]
+        chain.wait_alarm_visible()
+
+        chain.publish_instance_event(servers["1"])
+
+        [execution] = chain.wait_triggered(stack_id, 1, timeout=120)
+        assert execution["state"] == "SUCCESS", execution.get("state_info")
+        assert execution["output"]["result"]["outcome"] == "replaced"
+        after = chain.servers(stack_id)
+        assert after["1"] != servers["1"] and after["0"] == servers["0"]
+        assert execution["project_id"] == chain.project_id
+        assert chain.stack(stack_id).stack_status == "UPDATE_COMPLETE"
+    finally:
+        chain.delete(stack_id)
