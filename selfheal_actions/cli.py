@@ -29,7 +29,7 @@ def _lab(args):
             shown.update(heat=info["heat"]["orchestration_url"],
                          zaqar=info["zaqar"]["messaging_url"])
         if args.auth:
-            shown.update(_lab_auth(lab))
+            shown.update(_lab_auth(lab, with_alarms="heat" in args.with_services))
         print(json.dumps(shown, indent=2))
     elif args.lab_command == "down":
         lab.down()
@@ -38,17 +38,23 @@ def _lab(args):
     return 0
 
 
-def _lab_auth(lab):
-    """Start the authenticated part of the lab; what to show of it (never a
+def _lab_auth(lab, with_alarms):
+    """Start the authenticated part of the lab (with Heat, Zaqar and Aodh
+    behind Keystone when ``with_alarms``); what to show of it (never a
     password: they stay in the 0600 file named here)."""
     from selfheal_lab.services import keystone
 
-    info = lab.up_authenticated()
-    return {"keystone": info["keystone"]["url"],
-            "nova_keystone": info["nova"]["keystone_compute_url"],
-            "mistral_authenticated": info["mistral"]["url"],
-            "users": {"admin": "admin/admin", "member": "member/demo"},
-            "passwords_file": str(keystone.passwords_file())}
+    info = lab.up_authenticated(with_alarms=with_alarms)
+    shown = {"keystone": info["keystone"]["url"],
+             "nova_keystone": info["nova"]["keystone_compute_url"],
+             "mistral_authenticated": info["mistral"]["url"],
+             "users": {"admin": "admin/admin", "member": "member/demo"},
+             "passwords_file": str(keystone.passwords_file())}
+    if with_alarms:
+        shown.update(heat_authenticated=info["heat"]["orchestration_url"],
+                     zaqar_authenticated=info["zaqar"]["keystone_url"],
+                     aodh=info["aodh"]["url"])
+    return shown
 
 
 def _demo(args):
@@ -149,7 +155,8 @@ def parser():
                      help="also Heat and Zaqar (the autohealing flow)")
     lab.add_argument("--auth", action="store_true",
                      help="also Keystone, Nova behind token validation and a Mistral with "
-                          "Keystone auth (the authenticated lab)")
+                          "Keystone auth (the authenticated lab); with --with heat also "
+                          "Heat and Zaqar behind Keystone and Aodh")
     lab.set_defaults(func=_lab)
     install = sub.add_parser("install", help="create or update the workbooks in a Mistral "
                              "and check that it has the selfheal actions")

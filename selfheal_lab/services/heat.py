@@ -140,6 +140,7 @@ def up(timeout=START_TIMEOUT, authenticated=False):
     info = managed.running(service, NAMES, fingerprint, _probe)
     if info:
         return _registered(info)
+    managed.stop(service, key, NAMES)  # an outdated Heat keeps its port (in the catalog)
     api_port = previous.get("port") or processes.free_port()
     if processes.port_open(api_port):
         api_port = processes.free_port()
