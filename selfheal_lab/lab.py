@@ -171,5 +171,6 @@ def status():
     return {"nova": nova.status(), "mistral": mistral.status(),
             "vitrage": vitrage.status(), "heat": heat.status(), "zaqar": zaqar.status(),
             "keystone": keystone.status(), "aodh": aodh.status(),
+            "heat_authenticated": heat.status(authenticated=True),
             "private_backends": backends.running_private(),
             "endpoints": state.read_endpoints()}

@@ -207,5 +207,7 @@ def down():
     return managed.stop(SERVICE, KEY, NAMES) or stopped
 
 
-def status():
+def status(authenticated=False):
+    if authenticated:
+        return managed.status(AUTH_SERVICE, AUTH_KEY, NAMES, _probe)
     return managed.status(SERVICE, KEY, NAMES, _probe)
