@@ -150,7 +150,7 @@ class MarkUnhealthyAction(SelfhealAction):
         try:
             return heal.run()
         except heat_exc.HTTPException as e:
-            raise orchestration.heat_failure(e, "answer") from None
+            raise orchestration.heat_failure(e, "answer", heal.changes) from None
         except ks_exc.ConnectionError as e:
             raise ActionFailure("service_unreachable",
                                 f"cannot reach the orchestration API: {type(e).__name__}. Check "

@@ -2,6 +2,7 @@
 
     selfheal demo [autoheal] [--keep-lab]   a healing scenario on the local lab
     selfheal lab up|down|status       the lab of real OpenStack services
+        [--auth]                      ... plus Keystone and the authenticated Mistral
     selfheal install [--dry-run]      load the workbooks into a Mistral, check actions
         [--with-vitrage]              ... and the templates into Vitrage
     selfheal validate [PATHS...]      workbooks and templates: Mistral's parser,
@@ -27,12 +28,33 @@ def _lab(args):
         if "heat" in info:
             shown.update(heat=info["heat"]["orchestration_url"],
                          zaqar=info["zaqar"]["messaging_url"])
+        if args.auth:
+            shown.update(_lab_auth(lab, with_alarms="heat" in args.with_services))
         print(json.dumps(shown, indent=2))
     elif args.lab_command == "down":
         lab.down()
     else:
         print(json.dumps(lab.status(), indent=2, default=str))
     return 0
+
+
+def _lab_auth(lab, with_alarms):
+    """Start the authenticated part of the lab (with Heat, Zaqar and Aodh
+    behind Keystone when ``with_alarms``); what to show of it (never a
+    password: they stay in the 0600 file named here)."""
+    from selfheal_lab.services import keystone
+
+    info = lab.up_authenticated(with_alarms=with_alarms)
+    shown = {"keystone": info["keystone"]["url"],
+             "nova_keystone": info["nova"]["keystone_compute_url"],
+             "mistral_authenticated": info["mistral"]["url"],
+             "users": {"admin": "admin/admin", "member": "member/demo"},
+             "passwords_file": str(keystone.passwords_file())}
+    if with_alarms:
+        shown.update(heat_authenticated=info["heat"]["orchestration_url"],
+                     zaqar_authenticated=info["zaqar"]["keystone_url"],
+                     aodh=info["aodh"]["url"])
+    return shown
 
 
 def _demo(args):
@@ -131,6 +153,10 @@ def parser():
                           "fake.SmallFakeDriver")
     lab.add_argument("--with", dest="with_services", choices=["heat"], nargs="*", default=[],
                      help="also Heat and Zaqar (the autohealing flow)")
+    lab.add_argument("--auth", action="store_true",
+                     help="also Keystone, Nova behind token validation and a Mistral with "
+                          "Keystone auth (the authenticated lab); with --with heat also "
+                          "Heat and Zaqar behind Keystone and Aodh")
     lab.set_defaults(func=_lab)
     install = sub.add_parser("install", help="create or update the workbooks in a Mistral "
                              "and check that it has the selfheal actions")

@@ -22,6 +22,7 @@ from selfheal_actions import evacuation_plan as evac
 from selfheal_actions.evacuation_run import CLOCK_MARGIN
 from selfheal_actions.evacuation_run import FAST_POLL
 from selfheal_actions.results import change
+from selfheal_actions.results import raise_if_forbidden
 from selfheal_actions.windowed_run import FINISHED
 from selfheal_actions.windowed_run import PENDING
 from selfheal_actions.windowed_run import VERIFYING
@@ -144,6 +145,7 @@ class DrainRun(WindowedRun):
         return True
 
     def _refused(self, entry, attempt, error):
+        raise_if_forbidden(error, self.changes)
         code, message = compute.client_error(error)
         attempt["status"] = f"refused: {message}"
         if code == 404:

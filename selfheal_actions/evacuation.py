@@ -162,19 +162,20 @@ class EvacuateAndVerifyAction(SelfhealAction):
             steps = self._fencing_steps(service, services, args)
             entries, earlier = self._plan(api, host, args, self._fenced_at(service))
             result["plan"] = self._plan_report(entries, earlier)
-            changes = []
-            if args["fence"]:
-                result["fencing"] = fencing.carry_out(
-                    api, service, steps, self._marker(context, args))
-                changes = list(result["fencing"]["changes"])
             candidates = [s["host"] for s in services if s["host"] != host
                           and s["state"] == "up" and s["status"] == "enabled"]
             remaining = args["timeout"] - (time.monotonic() - started)
             run = EvacuationRun(api, host, entries, RunOptions(
                 args["concurrency"], args["max_attempts"], args["target_hosts"],
                 max(remaining, 1), args["poll_interval"], candidates), on_cycle=lock.refresh)
+            if args["fence"]:
+                result["fencing"] = fencing.carry_out(
+                    api, service, steps, self._marker(context, args))
+                # the run's change log starts with the fencing, so a refusal
+                # in the middle of the run reports it too
+                run.changes.extend(result["fencing"]["changes"])
             run.run()
-            changes += run.changes
+            changes = run.changes
         finally:
             lock.release()
         instances = earlier + entries

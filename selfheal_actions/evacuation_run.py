@@ -18,6 +18,7 @@ from novaclient import exceptions as nova_exc
 from selfheal_actions import compute
 from selfheal_actions import evacuation_plan as plans
 from selfheal_actions.results import change
+from selfheal_actions.results import raise_if_forbidden
 from selfheal_actions.windowed_run import FINISHED
 from selfheal_actions.windowed_run import PENDING
 from selfheal_actions.windowed_run import VERIFYING
@@ -136,6 +137,7 @@ class EvacuationRun(WindowedRun):
         return True
 
     def _evacuate_refused(self, entry, attempt, error):
+        raise_if_forbidden(error, self.changes)
         code, message = compute.client_error(error)
         attempt["status"] = f"refused: {message}"
         if code == 404:

@@ -18,6 +18,7 @@ from selfheal_actions import markers
 from selfheal_actions.results import ActionFailure
 from selfheal_actions.results import SelfhealAction
 from selfheal_actions.results import change
+from selfheal_actions.results import raise_if_forbidden
 
 
 def down_ratio_after_fencing(services, host):
@@ -82,18 +83,24 @@ def carry_out(api, service, steps, marker, dry_run=False):
     :returns: the fencing report: ``host``, ``service_id``, ``fenced``,
         ``marker`` (the disabled reason the service carries afterwards) and
         ``changes``.
+    :raises ActionFailure: ``forbidden`` (with the changes made before)
+        when Nova refuses a step for lack of a permission.
     """
     changes = []
     resource = f"nova-compute service on {service['host']}"
     for step in steps:
-        if step == "force_down":
-            if not dry_run:
-                api.force_down(service["id"])
-            changes.append(change(resource, "forced_down"))
-        else:
-            if not dry_run:
-                api.disable(service["id"], marker)
-            changes.append(change(resource, "disabled", disabled_reason=marker))
+        try:
+            if step == "force_down":
+                if not dry_run:
+                    api.force_down(service["id"])
+                changes.append(change(resource, "forced_down"))
+            else:
+                if not dry_run:
+                    api.disable(service["id"], marker)
+                changes.append(change(resource, "disabled", disabled_reason=marker))
+        except nova_exc.ClientException as error:
+            raise_if_forbidden(error, changes)
+            raise
     return {"host": service["host"], "service_id": service["id"],
             "fenced": not dry_run or not steps,
             "marker": marker if "disable" in steps else service.get("disabled_reason"),
@@ -121,7 +128,9 @@ class FenceHostAction(SelfhealAction):
         ``invalid_input``, ``host_not_found``, ``host_still_up``,
         ``too_many_hosts_down``, ``host_in_maintenance``,
         ``configuration_error``, ``service_unreachable``,
-        ``unsupported_microversion``.
+        ``unsupported_microversion``, ``forbidden`` (the caller's roles lack
+        a permission, named in details.missing_permission; the changes list
+        what was done before the refusal).
     """
 
     action_name = "selfheal.fence_host"

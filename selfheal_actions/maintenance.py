@@ -33,6 +33,7 @@ from selfheal_actions.results import ActionFailure
 from selfheal_actions.results import InvalidInput
 from selfheal_actions.results import SelfhealAction
 from selfheal_actions.results import change
+from selfheal_actions.results import raise_if_forbidden
 
 DEFAULT_REASON = "planned maintenance"
 _NOTE = re.compile(r"^\[(?P<tags>[^\]]*)\] ?(?P<text>.*)$", re.S)
@@ -194,6 +195,7 @@ class DisableMonitoringAction(SelfhealAction):
                 try:
                     nova.disable(service["id"], marker)
                 except nova_exc.ClientException as error:
+                    raise_if_forbidden(error, changes)
                     raise ActionFailure(
                         "nova_refused", f"Nova refused to disable '{host}': "
                         f"{compute.client_error(error)[1]}", changes=changes,
@@ -298,6 +300,7 @@ class EnableMonitoringAction(SelfhealAction):
             try:
                 nova.enable(service["id"])
             except nova_exc.ClientException as error:
+                raise_if_forbidden(error, result["changes"])
                 raise ActionFailure(
                     "nova_refused", f"Nova refused to enable '{host}': "
                     f"{compute.client_error(error)[1]}", changes=result["changes"],

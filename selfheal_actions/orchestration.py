@@ -12,6 +12,7 @@ every method here takes that *identity*; :meth:`HeatApi.stack` returns it.
 from heatclient import exc as heat_exc
 
 from selfheal_actions.results import ActionFailure
+from selfheal_actions.results import forbidden
 
 #: resource types whose replacement would rebuild a whole group or stack
 NESTED_TYPES = ("OS::Heat::ResourceGroup", "OS::Heat::AutoScalingGroup",
@@ -107,8 +108,12 @@ class HeatApi:
             raise UpdateInProgress(str(e)) from None
 
 
-def heat_failure(error, doing):
-    """An :class:`ActionFailure` for an unexpected Heat API error."""
+def heat_failure(error, doing, changes=()):
+    """An :class:`ActionFailure` for an unexpected Heat API error
+    (``forbidden`` for a 403), with the ``changes`` made before it."""
     code = getattr(error, "code", None)
+    if code == 403:
+        return forbidden(error, changes)
     return ActionFailure("heat_error", f"Heat refused to {doing}: HTTP {code}: {error}. "
-                         "Check the stack with `openstack stack show`.", http_status=code)
+                         "Check the stack with `openstack stack show`.", changes=changes,
+                         http_status=code)

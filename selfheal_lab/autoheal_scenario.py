@@ -52,6 +52,11 @@ def aodh_event_alarm(instance_id, state_trait="stopped",
 class AutohealLab:
     """Handles on the lab's Heat, Zaqar and Mistral (after ``lab.up_autoheal``)."""
 
+    #: sent to Mistral and Zaqar (None: their no-auth APIs)
+    token = None
+    #: the subscriber scheme's prefix: ``trust+`` makes Zaqar post with a trust
+    trust_prefix = ""
+
     def __init__(self):
         endpoints = state.read_endpoints()
         self.mistral_url = endpoints["mistral"]["url"]
@@ -62,7 +67,7 @@ class AutohealLab:
         if self._heat is None:
             from heatclient import client
 
-            self._heat = client.Client("1", endpoint=self.heat_url, token="lab")
+            self._heat = client.Client("1", endpoint=self.heat_url, token=self.token or "lab")
         return self._heat
 
     # --- stacks ------------------------------------------------------------
@@ -106,22 +111,26 @@ class AutohealLab:
     def subscribe_trigger(self, queue, stack_id, root_stack_id=None, extra_input=None):
         """A queue whose messages start ``heal_from_alarm``, subscribed with
         the ``post_data`` that OS::Zaqar::MistralTrigger creates."""
-        workflow_id = mistral_client.get_workflow(self.mistral_url, TRIGGERED_WORKFLOW)["id"]
+        workflow_id = mistral_client.get_workflow(self.mistral_url, TRIGGERED_WORKFLOW,
+                                                  token=self.token)["id"]
         workflow_input = {"stack_id": stack_id, "root_stack_id": root_stack_id or stack_id}
         workflow_input.update(extra_input or {})
         post_data = json.dumps({"workflow_id": workflow_id,
                                 "params": {"env": {"notification": "$zaqar_message$"}},
                                 "input": workflow_input})
-        zaqar_client.create_queue(queue)
-        return zaqar_client.subscribe(queue, self.mistral_url.rstrip("/") + "/executions",
-                                      post_data=post_data)
+        zaqar_client.create_queue(queue, token=self.token)
+        return zaqar_client.subscribe(
+            queue, self.trust_prefix + self.mistral_url.rstrip("/") + "/executions",
+            post_data=post_data, token=self.token)
 
     def post_alarm(self, queue, instance_id, **alarm):
-        return zaqar_client.post(queue, aodh_event_alarm(instance_id, **alarm))[0]
+        return zaqar_client.post(queue, aodh_event_alarm(instance_id, **alarm),
+                                 token=self.token)[0]
 
     def triggered_executions(self, stack_id):
         """Executions of ``heal_from_alarm`` started for ``stack_id``."""
-        return [e for e in mistral_client.list_executions(self.mistral_url, TRIGGERED_WORKFLOW)
+        return [e for e in mistral_client.list_executions(self.mistral_url, TRIGGERED_WORKFLOW,
+                                                          token=self.token)
                 if (e.get("input") or {}).get("stack_id") == stack_id]
 
     def wait_triggered(self, stack_id, count, timeout=120):
@@ -131,7 +140,7 @@ class AutohealLab:
             executions = self.triggered_executions(stack_id)
             done = [e for e in executions if e["state"] in mistral_client.TERMINAL_STATES]
             if len(executions) >= count and len(done) == len(executions):
-                return [mistral_client.get_execution(self.mistral_url, e["id"])
+                return [mistral_client.get_execution(self.mistral_url, e["id"], token=self.token)
                         for e in executions]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(executions)} executions for stack {stack_id} "

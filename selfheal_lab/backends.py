@@ -57,35 +57,42 @@ def ensure(name):
     return {"port": starters[name](), "private": True}
 
 
-def rabbitmq_url(isolated=False):
+def rabbitmq_url(isolated=False, name=None):
     """The ``transport_url`` of the lab's RabbitMQ (started if needed).
 
     :param isolated: a virtual host of this lab's own on a shared broker.
         Some services (Heat) name their queues with fixed topics, so two labs
         on one broker would consume each other's calls; a private broker is
         this lab's alone and needs none.
+    :param name: a virtual host of its own for one more instance of such a
+        service in this lab (the authenticated Heat), on any broker.
     """
     rabbit = ensure("rabbitmq")
     vhost = ""
-    if isolated and not rabbit["private"]:
-        vhost = f"selfheal_{lab_tag()}"
-        _ensure_vhost(vhost)
+    if name or (isolated and not rabbit["private"]):
+        vhost = f"selfheal_{lab_tag()}" + (f"_{name}" if name else "")
+        _ensure_vhost(vhost, _rabbitmq_env() if rabbit["private"] else None)
     return f"rabbit://guest:guest@127.0.0.1:{rabbit['port']}/{vhost}"
 
 
-def _ensure_vhost(vhost):
+def _ensure_vhost(vhost, env=None):
+    """Create ``vhost`` (guest may use it) on the machine's broker, or with
+    ``env`` (:func:`_rabbitmq_env`) on the lab's private one."""
+    if env is not None:
+        env = dict(os.environ, **env)
     ctl = shutil.which("rabbitmqctl")
     if not ctl:
         raise BackendError(f"cannot create the RabbitMQ virtual host {vhost}: no rabbitmqctl. "
                            f"Create it (rabbitmqctl add_vhost {vhost}; set_permissions -p "
                            f"{vhost} guest '.*' '.*' '.*') or set {PRIVATE_BACKENDS_ENV}=1")
     listed = subprocess.run([ctl, "-q", "list_vhosts"], capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, env=env)
     if vhost in listed.stdout.split():
         return
     for argv in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*",
                                         ".*"]):
-        result = subprocess.run([ctl, "-q", *argv], capture_output=True, text=True, timeout=60)
+        result = subprocess.run([ctl, "-q", *argv], capture_output=True, text=True, timeout=60,
+                                env=env)
         if result.returncode != 0:
             raise BackendError(f"rabbitmqctl {' '.join(argv)} failed: "
                                f"{(result.stderr or result.stdout).strip()[-300:]}. Run it as a "
@@ -318,20 +325,35 @@ def _start_rabbitmq():
         (base / sub).mkdir(parents=True, exist_ok=True)
     port = _private_port("rabbitmq")
     epmd_port = _private_port("epmd")
-    dist_port = _private_port("rabbitmq-dist")
+    _private_port("rabbitmq-dist")
+    env = _rabbitmq_env()
     (base / "rabbitmq.conf").write_text(
         "loopback_users.guest = true\n"
         f"listeners.tcp.1 = 127.0.0.1:{port}\n")
     (base / "enabled_plugins").write_text("[].\n")
     (base / "rabbitmq-env.conf").write_text("")
-    env = {
+    if not processes.running_pid(SERVICE, "epmd"):
+        _start("epmd", "epmd", ["epmd", "-port", str(epmd_port), "-address", "127.0.0.1"],
+               epmd_port, 20, env=env)
+    return _start("rabbitmq", "RabbitMQ", [str(server)], port, 120, env=env, cwd=str(base))
+
+
+def _rabbitmq_env():
+    """The environment of the lab's private RabbitMQ node (also what
+    ``rabbitmqctl`` needs to reach it), with the ports chosen at its start."""
+    base = _base("rabbitmq")
+
+    def port(name):
+        return _port_file(name).read_text().strip()
+
+    return {
         "HOME": str(base / "home"),
-        "ERL_EPMD_PORT": str(epmd_port),
+        "ERL_EPMD_PORT": port("epmd"),
         "ERL_EPMD_ADDRESS": "127.0.0.1",
         "RABBITMQ_NODENAME": f"selfheal{lab_tag()}@localhost",
         "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(dist_port),
+        "RABBITMQ_NODE_PORT": port("rabbitmq"),
+        "RABBITMQ_DIST_PORT": port("rabbitmq-dist"),
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
         "RABBITMQ_LOG_BASE": str(base / "log"),
         "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
@@ -340,7 +362,3 @@ def _start_rabbitmq():
         "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
         "RABBITMQ_LOGS": "-",
     }
-    if not processes.running_pid(SERVICE, "epmd"):
-        _start("epmd", "epmd", ["epmd", "-port", str(epmd_port), "-address", "127.0.0.1"],
-               epmd_port, 20, env=env)
-    return _start("rabbitmq", "RabbitMQ", [str(server)], port, 120, env=env, cwd=str(base))

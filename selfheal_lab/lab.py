@@ -8,6 +8,10 @@ Vitrage, Heat and Zaqar are optional parts: ``up_vitrage`` brings the lab
 up and then Vitrage's evaluator on it, ``up_autoheal`` adds Heat and Zaqar
 (``lab.up`` alone starts neither); ``down`` stops everything, and the
 private backends the lab started.
+
+``up_authenticated`` is the lab with Keystone: Nova in a box with its
+Keystone door, and the ``authenticated`` Mistral, which passes the caller's
+token to the actions; they find Nova in the token's catalog.
 """
 
 import json
@@ -16,6 +20,7 @@ from selfheal_lab import backends
 from selfheal_lab import mistral_client
 from selfheal_lab import progress
 from selfheal_lab import state
+from selfheal_lab.services import aodh
 from selfheal_lab.services import heat
 from selfheal_lab.services import keystone
 from selfheal_lab.services import mistral
@@ -51,13 +56,18 @@ def write_cloud_config(nova_info):
     return path
 
 
-def load_workbooks(url):
-    """Create or update every shipped workbook in the Mistral at ``url``."""
+def load_workbooks(url, token=None):
+    """Create or update every shipped workbook in the Mistral at ``url``.
+
+    :param token: for a Mistral with Keystone auth; the workbooks are then
+        made public, so that every project can run them.
+    """
     from selfheal_actions import data
 
     names = []
     for path in data.workbook_paths():
-        mistral_client.create_or_update_workbook(url, path.read_text())
+        mistral_client.create_or_update_workbook(url, path.read_text(), token=token,
+                                                 scope="public" if token else None)
         names.append(path.name)
     return names
 
@@ -106,6 +116,36 @@ def up_autoheal(**up_kwargs):
     return result
 
 
+def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER, with_alarms=False):
+    """Start (or keep) the authenticated lab: Keystone, Nova in a box with its
+    Keystone door, and Mistral in ``authenticated`` mode with the workbooks
+    (public, loaded as the lab's admin). Catalog: ``identity``, ``compute``
+    (the Keystone door) and ``workflowv2``.
+
+    The Mistral gets no explicit endpoint file: the actions use the caller's
+    token and the catalog in it, as in production.
+
+    :param with_alarms: also the alarm chain: Heat and Zaqar behind Keystone
+        (catalog ``orchestration``, ``messaging``) and Aodh (``alarming``).
+    :returns: ``{"keystone", "nova", "mistral"}`` endpoints entries (and
+        ``"heat"``, ``"zaqar"``, ``"aodh"`` with alarms).
+    """
+    identity = keystone.up()
+    result = {"keystone": identity}
+    if with_alarms:
+        result.update(heat=heat.up(authenticated=True), zaqar=zaqar.up(with_keystone=True),
+                      aodh=aodh.up())
+    nova_info = nova.up(hosts=hosts, driver=driver)
+    nova.open_keystone_door()
+    mistral_info = mistral.up(mode="authenticated")
+    keystone.register_endpoint("workflowv2", "mistral", mistral_info["url"])
+    loaded = load_workbooks(mistral_info["url"], token=keystone.token()[0])
+    progress.step(f"workbooks loaded into Mistral (authenticated): {', '.join(loaded)}")
+    result.update(nova=state.read_endpoints()[nova.SERVICE], mistral=mistral_info,
+                  hosts=nova_info["hosts"])
+    return result
+
+
 def down_mistral(mode):
     """Stop only Mistral in ``mode`` (the rest of the lab keeps running)."""
     mistral.down(mode=mode)
@@ -114,10 +154,11 @@ def down_mistral(mode):
 def down():
     """Stop every lab process (by the PIDs the lab recorded)."""
     vitrage.down()
+    aodh.down()
     zaqar.down()
     heat.down()
     keystone.down()
-    for mode in ("distributed", "embedded"):
+    for mode in ("authenticated", "distributed", "embedded"):
         mistral.down(mode=mode)
     nova.down()
     stopped = backends.down()
@@ -129,6 +170,7 @@ def down():
 def status():
     return {"nova": nova.status(), "mistral": mistral.status(),
             "vitrage": vitrage.status(), "heat": heat.status(), "zaqar": zaqar.status(),
-            "keystone": keystone.status(),
+            "keystone": keystone.status(), "aodh": aodh.status(),
+            "heat_authenticated": heat.status(authenticated=True),
             "private_backends": backends.running_private(),
             "endpoints": state.read_endpoints()}

@@ -4,6 +4,9 @@ Used by the tests, the demo and the benchmarks. Mistral returns some fields
 as JSON inside a string (``input``, ``output``, ``params``, ``result``,
 ``published``...); these helpers decode them into Python values and follow
 pagination.
+
+Against a Mistral with Keystone auth (the lab's ``authenticated`` mode) pass
+``token``: it is sent as ``X-Auth-Token`` and never put in a message.
 """
 
 import json
@@ -28,9 +31,11 @@ _JSON_FIELDS = ("input", "output", "params", "result", "published", "runtime_con
 
 
 def _request(method, url, body=None, content_type="application/json", timeout=60,
-             accept="application/json"):
+             accept="application/json", token=None):
     data = None
     headers = {"Accept": accept}
+    if token:
+        headers["X-Auth-Token"] = token
     if body is not None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         headers["Content-Type"] = content_type
@@ -68,29 +73,30 @@ def _url(url, path, **query):
     return full + ("?" + urllib.parse.urlencode(query) if query else "")
 
 
-def _get_all(url, path, collection, **query):
+def _get_all(url, path, collection, token=None, **query):
     items = []
     next_url = _url(url, path, **query)
     while next_url:
-        page = _request("GET", next_url)
+        page = _request("GET", next_url, token=token)
         items.extend(_decode(item) for item in page.get(collection, []))
         next_url = page.get("next")
     return items
 
 
-def create_execution(url, workflow_name, workflow_input, params=None):
+def create_execution(url, workflow_name, workflow_input, params=None, token=None):
     """Start ``workflow_name`` with ``workflow_input`` (a dict); returns the execution."""
     body = {"workflow_name": workflow_name, "input": json.dumps(workflow_input or {})}
     if params:
         body["params"] = json.dumps(params)
-    return _decode(_request("POST", _url(url, "/executions"), body))
+    return _decode(_request("POST", _url(url, "/executions"), body, token=token))
 
 
-def get_execution(url, execution_id):
-    return _decode(_request("GET", _url(url, f"/executions/{execution_id}")))
+def get_execution(url, execution_id, token=None):
+    return _decode(_request("GET", _url(url, f"/executions/{execution_id}"), token=token))
 
 
-def wait_execution(url, execution_id, timeout=60.0, interval=0.05, max_interval=0.5):
+def wait_execution(url, execution_id, timeout=60.0, interval=0.05, max_interval=0.5,
+                   token=None):
     """Poll until the execution is SUCCESS, ERROR or CANCELLED; returns it.
 
     Polls start every ``interval`` seconds and slow down to ``max_interval``.
@@ -99,7 +105,7 @@ def wait_execution(url, execution_id, timeout=60.0, interval=0.05, max_interval=
     """
     deadline = time.monotonic() + timeout
     while True:
-        execution = get_execution(url, execution_id)
+        execution = get_execution(url, execution_id, token=token)
         if execution["state"] in TERMINAL_STATES:
             return execution
         if time.monotonic() > deadline:
@@ -109,25 +115,30 @@ def wait_execution(url, execution_id, timeout=60.0, interval=0.05, max_interval=
         interval = min(interval * 1.5, max_interval)
 
 
-def list_tasks(url, execution_id):
+def list_tasks(url, execution_id, token=None):
     """The task executions of one workflow execution."""
-    return _get_all(url, f"/executions/{execution_id}/tasks", "tasks")
+    return _get_all(url, f"/executions/{execution_id}/tasks", "tasks", token=token)
 
 
-def list_executions(url, workflow_name=None):
-    return _get_all(url, "/executions", "executions", workflow_name=workflow_name)
+def list_executions(url, workflow_name=None, token=None):
+    return _get_all(url, "/executions", "executions", token=token, workflow_name=workflow_name)
 
 
-def create_or_update_workbook(url, yaml_text):
-    """Create the workbook, or update it if one with that name exists."""
+def create_or_update_workbook(url, yaml_text, token=None, scope=None):
+    """Create the workbook, or update it if one with that name exists.
+
+    :param scope: ``public`` makes it usable by every project (Mistral with
+        auth keeps a workbook private to its project by default).
+    """
+    target = _url(url, "/workbooks", scope=scope)
     try:
-        return _request("PUT", _url(url, "/workbooks"), yaml_text, "text/plain",
-                        accept="text/plain")
+        return _request("PUT", target, yaml_text, "text/plain", accept="text/plain",
+                        token=token)
     except MistralAPIError as e:
         if e.status != 404:
             raise
-    return _request("POST", _url(url, "/workbooks"), yaml_text, "text/plain",
-                    accept="text/plain")
+    return _request("POST", target, yaml_text, "text/plain", accept="text/plain",
+                    token=token)
 
 
 def delete_workbook(url, name):
@@ -156,7 +167,7 @@ def list_actions(url, prefix="selfheal."):
     return [a for a in actions if not prefix or a.get("name", "").startswith(prefix)]
 
 
-def action_executions(url, execution_id, _path=None):
+def action_executions(url, execution_id, _path=None, token=None):
     """Every task of the execution (and of its sub-workflows) with its actions.
 
     One row per action execution (tasks without one give a row with
@@ -164,28 +175,28 @@ def action_executions(url, execution_id, _path=None):
     ``task_state``, ``task_state_info``, ``published``, ``action``,
     ``state``, ``state_info``, ``input``, ``output``, ``id``.
     """
-    execution = get_execution(url, execution_id)
+    execution = get_execution(url, execution_id, token=token)
     path = (_path or []) + [execution.get("workflow_name")]
     rows = []
-    for task in _get_all(url, f"/executions/{execution_id}/tasks", "tasks"):
+    for task in _get_all(url, f"/executions/{execution_id}/tasks", "tasks", token=token):
         base = {"workflow": "/".join(p or "?" for p in path), "task": task.get("name"),
                 "task_id": task.get("id"), "task_state": task.get("state"),
                 "task_state_info": task.get("state_info"), "published": task.get("published")}
         actions = _get_all(url, f"/tasks/{task['id']}/action_executions", "action_executions",
-                           include_output="true")
+                           token=token, include_output="true")
         for action in actions:
             rows.append(dict(base, action=action.get("name"), state=action.get("state"),
                              state_info=action.get("state_info"), input=action.get("input"),
                              output=action.get("output"), id=action.get("id")))
-        subs = _get_all(url, f"/tasks/{task['id']}/executions", "executions")
+        subs = _get_all(url, f"/tasks/{task['id']}/executions", "executions", token=token)
         for sub in subs:
-            rows.extend(action_executions(url, sub["id"], path))
+            rows.extend(action_executions(url, sub["id"], path, token=token))
         if not actions and not subs:
             rows.append(dict(base, action=None, state=None, state_info=None, input=None,
                              output=None, id=None))
     return rows
 
 
-def get_workflow(url, name):
+def get_workflow(url, name, token=None):
     """The workflow definition ``name`` (its ``id`` is what Zaqar triggers use)."""
-    return _request("GET", _url(url, f"/workflows/{urllib.parse.quote(name)}"))
+    return _request("GET", _url(url, f"/workflows/{urllib.parse.quote(name)}"), token=token)

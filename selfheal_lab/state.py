@@ -50,3 +50,14 @@ def update_endpoints(service, info):
     tmp.write_text(json.dumps(endpoints, indent=2, sort_keys=True))
     tmp.replace(endpoints_path())
     return endpoints
+
+
+def write_private(path, text):
+    """Write ``text`` to ``path`` readable by this user only (mode 0600): for
+    files holding passwords (service configurations, the lab's passwords)."""
+    path = pathlib.Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path

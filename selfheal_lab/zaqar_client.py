@@ -1,10 +1,12 @@
 """The few Zaqar v2 calls the lab makes (stdlib only): queues,
-subscriptions and messages, with the no-auth headers of the lab's Zaqar."""
+subscriptions and messages, with the no-auth headers of the lab's Zaqar, or
+with ``token`` to its server behind Keystone (queues of the token's project)."""
 
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 
 from selfheal_lab import state
 
@@ -20,12 +22,16 @@ def _info():
     return info
 
 
-def _request(method, path, body=None):
+def _request(method, path, body=None, token=None):
     info = _info()
-    headers = dict(info["headers"], **{"Content-Type": "application/json"})
+    if token:
+        base = info["keystone_url"]
+        headers = {"X-Auth-Token": token, "Client-ID": str(uuid.uuid5(uuid.NAMESPACE_URL, base))}
+    else:
+        base, headers = info["messaging_url"], dict(info["headers"])
+    headers["Content-Type"] = "application/json"
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(info["messaging_url"] + path, data=data, headers=headers,
-                                 method=method)
+    req = urllib.request.Request(base + path, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             text = resp.read().decode()
@@ -35,15 +41,15 @@ def _request(method, path, body=None):
     return json.loads(text) if text.strip() else None
 
 
-def create_queue(name):
-    _request("PUT", f"/v2/queues/{urllib.parse.quote(name)}", {})
+def create_queue(name, token=None):
+    _request("PUT", f"/v2/queues/{urllib.parse.quote(name)}", {}, token=token)
 
 
-def delete_queue(name):
-    _request("DELETE", f"/v2/queues/{urllib.parse.quote(name)}")
+def delete_queue(name, token=None):
+    _request("DELETE", f"/v2/queues/{urllib.parse.quote(name)}", token=token)
 
 
-def subscribe(queue, subscriber, post_data=None, ttl=3600):
+def subscribe(queue, subscriber, post_data=None, ttl=3600, token=None):
     """Subscribe ``subscriber`` (a URL) to ``queue``; returns the id.
 
     :param post_data: the request body template as a **JSON string** in
@@ -53,12 +59,19 @@ def subscribe(queue, subscriber, post_data=None, ttl=3600):
     if post_data is not None:
         options["post_data"] = post_data
     answer = _request("POST", f"/v2/queues/{urllib.parse.quote(queue)}/subscriptions",
-                      {"subscriber": subscriber, "ttl": ttl, "options": options})
+                      {"subscriber": subscriber, "ttl": ttl, "options": options}, token=token)
     return answer["subscription_id"]
 
 
-def post(queue, *bodies, ttl=3600):
+def subscriptions(queue, token=None):
+    """The queue's subscriptions (``subscriber``, ``options``, ...)."""
+    answer = _request("GET", f"/v2/queues/{urllib.parse.quote(queue)}/subscriptions",
+                      token=token)
+    return answer["subscriptions"]
+
+
+def post(queue, *bodies, ttl=3600, token=None):
     """Post messages with these bodies in one request; returns their ids."""
     answer = _request("POST", f"/v2/queues/{urllib.parse.quote(queue)}/messages",
-                      {"messages": [{"body": body, "ttl": ttl} for body in bodies]})
+                      {"messages": [{"body": body, "ttl": ttl} for body in bodies]}, token=token)
     return [ref.rsplit("/", 1)[-1] for ref in answer["resources"]]

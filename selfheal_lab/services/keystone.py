@@ -1,6 +1,6 @@
 """The lab's Keystone 30: identity for the authenticated lab (stdlib only).
 
-sqlite and fernet tokens, served by ``keystone_server.py`` in the keystone
+sqlite and fernet tokens, served by ``wsgi_server.py`` in the keystone
 venv. ``up()`` bootstraps it once with what the authenticated lab needs:
 
 * ``admin`` (role admin on project ``admin``), from ``keystone-manage
@@ -33,7 +33,7 @@ from selfheal_lab.services import managed
 SERVICE = "keystone"
 KEY = "keystone"
 NAMES = ("server",)
-SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keystone_server.py")
+SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wsgi_server.py")
 REGION = "RegionOne"
 SERVICE_USERS = ("mistral", "nova", "heat", "zaqar", "aodh")
 MEMBER = {"user": "member", "project": "demo", "role": "member"}
@@ -65,18 +65,17 @@ key_repository = {sdir / 'credential-keys'}
 """
 
 
-def _passwords_file():
+def passwords_file():
     return state.service_dir(SERVICE) / "passwords.json"
 
 
 def _passwords():
-    path = _passwords_file()
+    path = passwords_file()
     if path.exists():
         return json.loads(path.read_text())
     users = ("admin", MEMBER["user"]) + SERVICE_USERS
     chosen = {user: secrets.token_urlsafe(18) for user in users}
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(chosen))
+    state.write_private(path, json.dumps(chosen))
     return chosen
 
 
@@ -88,6 +87,32 @@ def password(user):
 def _url(info=None):
     info = info or state.read_endpoints().get(KEY) or {}
     return info.get("url")
+
+
+def url():
+    """The identity URL of the running lab Keystone (None when it is not up)."""
+    return _url()
+
+
+def auth_options(user, project="service"):
+    """The option lines of a keystoneauth password section for lab ``user``
+    (scoped to ``project``; None for an unscoped one, as ``[trustee]``).
+
+    They hold the password: write them only into a 0600 file
+    (:func:`selfheal_lab.state.write_private`).
+    """
+    lines = ["auth_type = password", f"auth_url = {_url()}", f"username = {user}",
+             f"password = {password(user)}", "user_domain_id = default"]
+    if project:
+        lines += [f"project_name = {project}", "project_domain_id = default"]
+    return "\n".join(lines) + "\n"
+
+
+def authtoken_section(user):
+    """A ``[keystone_authtoken]`` section: keystonemiddleware validating
+    tokens as the service user ``user``."""
+    return (f"\n[keystone_authtoken]\nwww_authenticate_uri = {_url()}\n"
+            f"{auth_options(user)}interface = public\n")
 
 
 def _probe(info):
@@ -104,6 +129,9 @@ def up(timeout=START_TIMEOUT):
     if info:
         return info
     previous = state.read_endpoints().get(KEY) or {}
+    # stop an outdated server first, so that it keeps its port: the catalog,
+    # the Keystone door of Nova and the authenticated Mistral name it
+    managed.stop(SERVICE, KEY, NAMES)
     port = previous.get("port") or processes.free_port()
     if processes.port_open(port):
         port = processes.free_port()
@@ -111,8 +139,8 @@ def up(timeout=START_TIMEOUT):
     conf = sdir / "keystone.conf"
     conf.write_text(_config_text(sdir))
     _bootstrap(python, conf, url)
-    commands = {"server": [str(python), SERVER_SCRIPT, "--config-file", str(conf),
-                           "--port", str(port)]}
+    commands = {"server": [str(python), SERVER_SCRIPT, "--app", "keystone",
+                           "--config-file", str(conf), "--port", str(port)]}
     info = {"url": url, "port": port, "region": REGION, "admin": {"user": "admin",
             "project": "admin"}, "member": dict(MEMBER), "service_project": "service",
             "service_users": list(SERVICE_USERS), "config": str(conf)}

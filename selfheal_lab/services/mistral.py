@@ -1,6 +1,6 @@
 """The lab's Mistral 23: start and stop it (stdlib only).
 
-Two modes, which can run at the same time (separate folders, ports, PIDs):
+Three modes, which can run at the same time (separate folders, ports, PIDs):
 
 ``embedded``
     one process (``mistral_embedded.py`` in the Mistral venv): API, engine
@@ -14,6 +14,12 @@ Two modes, which can run at the same time (separate folders, ports, PIDs):
     on its standard loopback port, private instances are started from the
     Debian packages' binaries (data in the lab's state folder, free loopback
     ports) and stopped again by :func:`down`.
+``authenticated``
+    the one-process Mistral of ``embedded`` with ``[pecan] auth_enable =
+    True``: every API call needs a token of the lab's Keystone, validated by
+    keystonemiddleware as the ``mistral`` service user, and the actions get
+    the caller's token and token body in ``context.security``. Endpoints key
+    ``mistral_auth``. Its configuration holds that user's password: mode 0600.
 
 Mistral loads the selfheal actions (entry point group ``mistral.actions``)
 only at start, so :func:`up` reinstalls the package into the venv when its
@@ -40,11 +46,15 @@ from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
 from selfheal_lab import venvs
+from selfheal_lab.services import keystone
 
 MODES = {
     "embedded": {"service": "mistral", "key": "mistral"},
     "distributed": {"service": "mistral-distributed", "key": "mistral_distributed"},
+    "authenticated": {"service": "mistral-auth", "key": "mistral_auth"},
 }
+#: modes that run ``mistral_embedded.py`` (one process, sqlite, local executor)
+ONE_PROCESS = ("embedded", "authenticated")
 PROCESS = "mistral"
 EMBEDDED_SCRIPT = pathlib.Path(__file__).resolve().with_name("mistral_embedded.py")
 DISTRIBUTED_SERVERS = "api,engine,executor,notifier,periodic"  # no event-engine: it spins a core
@@ -57,6 +67,7 @@ READY_LINES = {
                     "Notification server started.", "Periodic server started.",
                     "API server started"),
 }
+READY_LINES["authenticated"] = READY_LINES["embedded"]
 
 
 class MistralLabError(RuntimeError):
@@ -71,7 +82,8 @@ def up(mode="embedded", env=None, package_path=state.SOURCE_ROOT, port=None,
        timeout=START_TIMEOUT):
     """Start the lab's Mistral in ``mode`` (or keep the running one).
 
-    :param mode: ``"embedded"`` or ``"distributed"``.
+    :param mode: ``"embedded"``, ``"distributed"`` or ``"authenticated"``
+        (needs the lab's Keystone: :func:`selfheal_lab.lab.up_authenticated`).
     :param env: extra environment variables for the Mistral processes.
     :param package_path: selfheal source tree to install into the venv
         (reinstalled when its sources changed); ``None`` to skip.
@@ -102,12 +114,12 @@ def up(mode="embedded", env=None, package_path=state.SOURCE_ROOT, port=None,
     port = _choose_port(current, port)
     sdir = state.service_dir(spec["service"])
     conf = sdir / "mistral.conf"
-    conf.write_text(_config_text(mode, port, wiring, sdir))
+    state.write_private(conf, _config_text(mode, port, wiring, sdir))
     _prepare_database(mode, python, conf, wiring, sdir)
 
     log = processes.log_file(spec["service"], PROCESS)
     offset = log.stat().st_size if log.exists() else 0
-    if mode == "embedded":
+    if mode in ONE_PROCESS:
         argv = [str(python), str(EMBEDDED_SCRIPT), "--config-file", str(conf)]
     else:
         argv = [str(python.parent / "mistral-server"), "--server", DISTRIBUTED_SERVERS,
@@ -151,7 +163,7 @@ def down(mode="embedded"):
 
 
 def status():
-    """Return ``{mode: {"running", "url", "pids", "api"}}`` for both modes."""
+    """Return ``{mode: {"running", "url", "pids", "api"}}`` for every mode."""
     result = {}
     for mode, spec in MODES.items():
         pid = processes.running_pid(spec["service"], PROCESS)
@@ -291,7 +303,7 @@ def _wait_log_lines(log, offset, lines, timeout, pid):
 
 def _stop_mistral(mode):
     service = _spec(mode)["service"]
-    if mode == "embedded":  # exits on SIGTERM within a few seconds
+    if mode in ONE_PROCESS:  # exits on SIGTERM within a few seconds
         return processes.stop_group(service, PROCESS, grace=10.0)
     # The distributed master does not exit on SIGTERM, its workers do: let
     # the workers finish, then SIGKILL what is left of the group.
@@ -323,7 +335,7 @@ host = 127.0.0.1
 port = {port}
 
 [pecan]
-auth_enable = False
+auth_enable = {mode == "authenticated"}
 
 [database]
 connection = {wiring["database"]}
@@ -340,7 +352,9 @@ load_action_plugins = True
 [action_std_http]
 denied_cidrs = 169.254.0.0/16,fe80::/10
 """
-    if mode == "embedded":
+    if mode == "authenticated":
+        common += keystone.authtoken_section("mistral")
+    if mode in ONE_PROCESS:
         return common + """
 [executor]
 type = local
@@ -376,9 +390,15 @@ def _db_name():
 
 
 def _backends(mode, python):
-    if mode == "embedded":
-        sdir = state.service_dir(MODES["embedded"]["service"])
-        return {"transport_url": "fake:/", "database": f"sqlite:///{sdir / 'mistral.sqlite'}"}
+    if mode in ONE_PROCESS:
+        sdir = state.service_dir(MODES[mode]["service"])
+        wiring = {"transport_url": "fake:/", "database": f"sqlite:///{sdir / 'mistral.sqlite'}"}
+        if mode == "authenticated":
+            if not keystone.url():
+                raise MistralLabError("the authenticated Mistral needs the lab's Keystone: "
+                                      "start it first (selfheal_lab.services.keystone.up())")
+            wiring["keystone_url"] = keystone.url()
+        return wiring
     rabbit = backends.ensure("rabbitmq")
     postgres = backends.ensure("postgres")
     pg_port = postgres["port"]
@@ -400,7 +420,7 @@ def _backends(mode, python):
 
 def _prepare_database(mode, python, conf, wiring, sdir):
     manage = str(python.parent / "mistral-db-manage")
-    if mode == "embedded":
+    if mode in ONE_PROCESS:
         marker = sdir / "db-ready"
         if marker.exists() and (sdir / "mistral.sqlite").exists():
             return

@@ -12,12 +12,16 @@ in ``endpoints.json`` (key ``nova``)::
 
 The Nova API needs no token: send ``headers`` with every request (a
 keystoneauth ``Token`` plugin's ``X-Auth-Token`` is accepted and ignored).
+:func:`open_keystone_door` adds a second port, the same Nova behind real
+token validation by the lab's Keystone, registered in its catalog as
+``compute`` (``keystone_compute_url`` in the endpoints entry).
 The control endpoint belongs to the lab only (simulated host failures, fault
 injection, request counters); it is never part of the Nova API.
 
 Stdlib only: this module runs in the operator's or test runner's Python.
 """
 
+import json
 import pathlib
 
 from selfheal_lab import control_api
@@ -191,3 +195,45 @@ def inject_spawn_failures(host, n=1):
 def info():
     """Images, flavors and hosts of the box: ``{"images", "flavors", "hosts", ...}``"""
     return _control("GET", "/info")
+
+
+# --- the Keystone door -------------------------------------------------------
+
+def open_keystone_door():
+    """Serve the box's Nova API behind Keystone too (idempotent).
+
+    Needs the lab's Keystone running. Tokens are validated by
+    keystonemiddleware as the ``nova`` service user; Nova's real policy then
+    applies to the caller's roles. The door's URL is registered in the
+    catalog as ``compute`` and recorded as ``keystone_compute_url``.
+
+    :returns: the door's compute URL.
+    """
+    from selfheal_lab.services import keystone
+
+    info = _endpoint()
+    if not info:
+        raise RuntimeError("Nova in a box is not running (call selfheal_lab.services.nova.up())")
+    identity = keystone.up()
+    door = _control("GET", "/keystone")
+    if door["auth_url"] != identity["url"]:  # closed, or Keystone moved
+        port = door["port"] or info.get("keystone_port")
+        if not door["open"] and (not port or processes.port_open(port)):
+            port = processes.free_port()
+        settings = state.service_dir(SERVICE) / "keystone-door.json"
+        state.write_private(settings, json.dumps({
+            "port": port, "auth_url": identity["url"], "username": "nova",
+            "password": keystone.password("nova"), "project_name": "service"}))
+        door = _control("POST", "/keystone", {"settings_file": str(settings)})
+    url = f"http://127.0.0.1:{door['port']}/v2.1"
+    if info.get("keystone_compute_url") != url:
+        info.update(keystone_compute_url=url, keystone_port=door["port"])
+        state.update_endpoints(SERVICE, info)
+    keystone.register_endpoint("compute", "nova", url)
+    return url
+
+
+def keystone_requests():
+    """Requests the Keystone door served, oldest first: ``[{"route", "status",
+    "user_name", "project_name", "roles", "token_sha256", ...}]``."""
+    return _control("GET", "/keystone/requests")

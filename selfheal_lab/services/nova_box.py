@@ -15,7 +15,15 @@ It assembles Nova's own functional-test fixtures (``nova.test.TestCase``,
   ``X-Auth-Project-Id`` and ``X-Roles`` (``X-Auth-User: admin`` plus the
   ``admin`` role makes an admin); no token is checked;
 * on ``127.0.0.1:C`` a small JSON control API for the lab only (simulated
-  host failures, fault injection, request counters). It is not Nova.
+  host failures, fault injection, request counters). It is not Nova;
+* once the lab asks for it (``POST /keystone`` on the control API, naming a
+  0600 settings file with the lab Keystone's URL and the ``nova`` service
+  user), the same Nova API on a second port behind the real
+  keystonemiddleware ``auth_token``: tokens are validated by Keystone, the
+  request context is Nova's own (``RequestContext.from_environ``), and Nova's
+  default policy decides. The stub headers mean nothing there. This door
+  records who made each request (user, project, roles and a hash of the
+  token, never the token): ``GET /keystone/requests``.
 
 When it serves it prints one line ``READY {json}`` on stdout.
 
@@ -24,6 +32,8 @@ different virtual environment.
 """
 
 import argparse
+import collections
+import hashlib
 import json
 import os
 import re
@@ -54,6 +64,10 @@ FIRST_REPORT_DELAY = 1
 LONG_RPC_TIMEOUT = 60
 
 AUTH_HEADERS = ("HTTP_X_AUTH_USER", "HTTP_X_AUTH_PROJECT_ID", "HTTP_X_ROLES")
+# Set in the environ of requests that came through the Keystone door.
+KEYSTONE_DOOR = "selfheal.keystone_door"
+# The Keystone door remembers this many requests (oldest forgotten first).
+DOOR_RECORDS = 20000
 
 _ID_SEGMENT = re.compile(
     r"^([0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
@@ -80,7 +94,7 @@ def route_of(method, path):
 
 
 class RequestCounter:
-    """WSGI middleware counting Nova API requests per route."""
+    """WSGI middleware counting Nova API requests per route (both doors)."""
 
     def __init__(self, app):
         self.app = app
@@ -97,19 +111,100 @@ class RequestCounter:
         route = route_of(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"))
         self.total += 1
         self.by_route[route] = self.by_route.get(route, 0) + 1
+        return self.app(environ, start_response)
+
+
+def stub_door(app):
+    """The no-auth door: every API call must carry the stub identity headers."""
+
+    def door(environ, start_response):
         if _NEEDS_AUTH.match(environ.get("PATH_INFO", "")):
             missing = [h for h in AUTH_HEADERS if not environ.get(h)]
             if missing:
                 names = ", ".join(h[5:].replace("_", "-").title() for h in missing)
                 return _json_response(start_response, 401, {
                     "error": f"nova box: missing auth header(s) {names}"})
-        return self.app(environ, start_response)
+        return app(environ, start_response)
+
+    return door
+
+
+class KeystoneDoor:
+    """The Nova API behind keystonemiddleware's ``auth_token`` (real tokens).
+
+    :param app: the Nova API application (shared with the stub door).
+    :param settings: ``{"auth_url", "username", "password", "project_name"}``
+        of the service user that validates tokens (domain ``default``).
+
+    :attr:`records` lists, per request that passed validation or was refused
+    by Nova, ``{"route", "status", "user_id", "user_name", "project_id",
+    "project_name", "roles", "token_sha256"}`` (the first 16 hex digits of
+    the token's SHA-256, so a caller can recognise its own token).
+    """
+
+    def __init__(self, app, settings):
+        self.records = collections.deque(maxlen=DOOR_RECORDS)
+        self._app = app
+        self.configure(settings)
+
+    def configure(self, settings):
+        """(Re)build the token validation for ``settings`` (a Keystone that
+        moved, new service credentials)."""
+        from keystonemiddleware import auth_token
+
+        self.auth_url = settings["auth_url"]
+        self._protected = auth_token.AuthProtocol(self._validated, {
+            "www_authenticate_uri": settings["auth_url"], "auth_url": settings["auth_url"],
+            "auth_type": "password", "username": settings["username"],
+            "password": settings["password"], "project_name": settings["project_name"],
+            "user_domain_id": "default", "project_domain_id": "default",
+            "interface": "public", "include_service_catalog": "true",
+            "delay_auth_decision": "false"})
+
+    def __call__(self, environ, start_response):
+        for header in AUTH_HEADERS:  # the stub identity means nothing here
+            environ.pop(header, None)
+        return self._protected(environ, start_response)
+
+    def _validated(self, environ, start_response):
+        environ[KEYSTONE_DOOR] = True
+        token = environ.get("HTTP_X_AUTH_TOKEN", "")
+        record = {
+            "route": route_of(environ.get("REQUEST_METHOD", "GET"),
+                              environ.get("PATH_INFO", "/")),
+            "status": None,
+            "user_id": environ.get("HTTP_X_USER_ID"),
+            "user_name": environ.get("HTTP_X_USER_NAME"),
+            "project_id": environ.get("HTTP_X_PROJECT_ID"),
+            "project_name": environ.get("HTTP_X_PROJECT_NAME"),
+            "roles": sorted(r for r in (environ.get("HTTP_X_ROLES") or "").split(",") if r),
+            "token_sha256": hashlib.sha256(token.encode()).hexdigest()[:16],
+        }
+        self.records.append(record)
+
+        def recording_start_response(status, headers, exc_info=None):
+            record["status"] = int(status.split()[0])
+            return start_response(status, headers, exc_info)
+
+        return self._app(environ, recording_start_response)
+
+
+def two_door_context(stub_context, real_context):
+    """Nova's request context: the real one (from the headers ``auth_token``
+    set) behind the Keystone door, the test stub's elsewhere."""
+
+    def create_context(env, **kwargs):
+        if env.get(KEYSTONE_DOOR):
+            return real_context(env, **kwargs)
+        return stub_context(env, **kwargs)
+
+    return create_context
 
 
 def _json_response(start_response, status, body):
     data = json.dumps(body).encode()
     reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-              500: "Internal Server Error"}.get(status, "OK")
+              409: "Conflict", 500: "Internal Server Error"}.get(status, "OK")
     start_response(f"{status} {reason}", [("Content-Type", "application/json"),
                                           ("Content-Length", str(len(data)))])
     return [data]
@@ -152,8 +247,12 @@ def build_box(args):
     from nova import objects
     from nova import rpc
     from nova import test
+    from nova.api import auth as nova_auth
     from nova.tests import fixtures as nova_fixtures
     from nova.tests.functional import fixtures as func_fixtures
+
+    # Nova's own context factory, before OSAPIFixture stubs it out.
+    real_context = nova_auth.NovaKeystoneContext._create_context
 
     class NovaBox(test.TestCase):
         """A functional-test case used as a long-lived service container."""
@@ -187,6 +286,9 @@ def build_box(args):
             self._silence_notifications()
             self.stub_out("nova.servicegroup.api.INITIAL_REPORTING_DELAY", FIRST_REPORT_DELAY)
             self.api_fixture = self.useFixture(nova_fixtures.OSAPIFixture(api_version="v2.1"))
+            self.stub_out("nova.api.auth.NovaKeystoneContext._create_context", two_door_context(
+                nova_auth.NovaKeystoneContext._create_context, real_context))
+            self.keystone_door = None
             # OSAPIFixture turns on debug; keep the log at INFO.
             self.flags(debug=False)
             self.start_service("conductor")
@@ -294,17 +396,39 @@ def build_box(args):
             self.counter = RequestCounter(self.api_fixture.app())
             api_sock = eventlet.listen(("127.0.0.1", port))
             control_sock = eventlet.listen(("127.0.0.1", control_port))
-            wsgi_log = logging.getLogger("nova_box.wsgi")
-            eventlet.spawn(eventlet.wsgi.server, api_sock, self.counter,
-                           log=wsgi_log, log_output=False)
-            eventlet.spawn(eventlet.wsgi.server, control_sock, self.control_app,
-                           log=wsgi_log, log_output=False)
+            eventlet.spawn(self._wsgi_server, api_sock, stub_door(self.counter))
+            eventlet.spawn(self._wsgi_server, control_sock, self.control_app)
             ready = {"port": port, "control_port": control_port, "pid": os.getpid(),
                      "hosts": list(self.computes),
                      "seconds_to_ready": round(time.monotonic() - started, 1)}
             print("READY " + json.dumps(ready), flush=True)
             while True:
                 eventlet.sleep(3600)
+
+        @staticmethod
+        def _wsgi_server(sock, app):
+            eventlet.wsgi.server(sock, app, log=logging.getLogger("nova_box.wsgi"),
+                                 log_output=False)
+
+        def open_keystone_door(self, settings_file):
+            """Serve the API behind Keystone on the port the settings name;
+            an open door keeps its port and takes the new Keystone settings."""
+            with open(settings_file) as f:
+                settings = json.load(f)
+            if self.keystone_door is None:
+                door = KeystoneDoor(self.counter, settings)
+                sock = eventlet.listen(("127.0.0.1", settings["port"]))
+                eventlet.spawn(self._wsgi_server, sock, door)
+                self.keystone_door = (door, settings["port"])
+            else:
+                self.keystone_door[0].configure(settings)
+            return self.keystone_door_state()
+
+        def keystone_door_state(self):
+            if self.keystone_door is None:
+                return {"open": False, "port": None, "auth_url": None}
+            door, port = self.keystone_door
+            return {"open": True, "port": port, "auth_url": door.auth_url}
 
         def control_app(self, environ, start_response):
             method = environ["REQUEST_METHOD"]
@@ -361,6 +485,14 @@ def build_box(args):
                 return 200, dict(self.spawn_faults)
             if method == "GET" and parts == ["info"]:
                 return 200, self.info()
+            if method == "POST" and parts == ["keystone"]:
+                return 200, self.open_keystone_door(body["settings_file"])
+            if method == "GET" and parts == ["keystone"]:
+                return 200, self.keystone_door_state()
+            if method == "GET" and parts == ["keystone", "requests"]:
+                if self.keystone_door is None:
+                    return 409, {"error": "the Keystone door is not open"}
+                return 200, list(self.keystone_door[0].records)
             return 404, {"error": f"no route {method} /{'/'.join(parts)}"}
 
     box = NovaBox()

@@ -57,5 +57,16 @@ def test_up_again_keeps_it_and_passwords_stay_secret(identity):
                  for p in state.service_dir(keystone.SERVICE).glob("manage-*.log")]
     for text in readable:
         assert not any(secret in text for secret in secrets)
-    assert oct(keystone._passwords_file().stat().st_mode & 0o777) == "0o600"
+    assert oct(keystone.passwords_file().stat().st_mode & 0o777) == "0o600"
     assert json.loads(state.endpoints_path().read_text())["keystone"]["url"] == identity["url"]
+
+
+def test_a_restart_keeps_the_url_that_the_catalog_and_services_name(identity):
+    running = state.service_dir(keystone.SERVICE) / "running.json"
+    recorded = json.loads(running.read_text())
+    recorded["fingerprint"] = "outdated"  # as after a change of the lab's code
+    running.write_text(json.dumps(recorded))
+    again = keystone.up()
+    assert again["pids"] != identity["pids"]
+    assert again["url"] == identity["url"]
+    assert keystone.token()[1]["project"]["name"] == "admin"
