@@ -170,7 +170,7 @@ class EvacuateAndVerifyAction(SelfhealAction):
                 max(remaining, 1), args["poll_interval"], candidates), on_cycle=lock.refresh)
             if args["fence"]:
                 result["fencing"] = fencing.carry_out(
-                    api, service, steps, self._marker(context, args))
+                    api, service, steps, fencing.fenced_marker(context, args["reason"]))
                 # the run's change log starts with the fencing, so a refusal
                 # in the middle of the run reports it too
                 run.changes.extend(result["fencing"]["changes"])
@@ -203,6 +203,9 @@ class EvacuateAndVerifyAction(SelfhealAction):
             refusals of :func:`fencing.fencing_steps`; without it
             ``host_not_fenced`` (in a real run).
         """
+        if args["fence"]:  # fencing_steps refuses a host in maintenance too
+            return fencing.fencing_steps(service, services, args["max_down_ratio"],
+                                         args["host_powered_off"], args["force"])
         host = service["host"]
         if markers.kind_of(service.get("disabled_reason")) == markers.MAINTENANCE and (
                 not args["force"]):
@@ -210,9 +213,6 @@ class EvacuateAndVerifyAction(SelfhealAction):
                 "host_in_maintenance",
                 f"host '{host}' is under planned maintenance; the maintenance flow moves its "
                 "instances. Pass force=true only if it really failed.", host=host)
-        if args["fence"]:
-            return fencing.fencing_steps(service, services, args["max_down_ratio"],
-                                         args["host_powered_off"], args["force"])
         if not service.get("forced_down") and not args["dry_run"]:
             raise ActionFailure(
                 "host_not_fenced",
@@ -226,10 +226,6 @@ class EvacuateAndVerifyAction(SelfhealAction):
     def _fenced_at(service):
         marker = markers.parse(service.get("disabled_reason"))
         return marker["at"] if marker and marker["kind"] == markers.FENCED else None
-
-    @staticmethod
-    def _marker(context, args):
-        return markers.make(markers.FENCED, clients.execution_id(context), args["reason"])
 
     @staticmethod
     def _plan_report(entries, earlier):
@@ -261,8 +257,8 @@ class EvacuateAndVerifyAction(SelfhealAction):
         result["plan"] = self._plan_report(entries, earlier)
         changes = []
         if args["fence"]:
-            result["fencing"] = fencing.carry_out(api, service, steps,
-                                                  self._marker(context, args), dry_run=True)
+            marker = fencing.fenced_marker(context, args["reason"])
+            result["fencing"] = fencing.carry_out(api, service, steps, marker, dry_run=True)
             changes = list(result["fencing"]["changes"])
         for entry in entries:
             entry["outcome"] = "skipped" if entry["decision"] == "skip" else "planned"

@@ -74,6 +74,12 @@ def fencing_steps(service, services, max_down_ratio, host_powered_off=False, for
     return steps
 
 
+def fenced_marker(context, reason):
+    """The disabled reason fencing writes: who fenced the host (the
+    execution in ``context``), when, and ``reason``."""
+    return markers.make(markers.FENCED, clients.execution_id(context), reason)
+
+
 def carry_out(api, service, steps, marker, dry_run=False):
     """Fence ``service`` with ``steps`` (from :func:`fencing_steps`).
 
@@ -159,8 +165,7 @@ class FenceHostAction(SelfhealAction):
         service = compute.find_service(services, host)
         steps = fencing_steps(service, services, max_down_ratio, powered_off, force)
 
-        marker = markers.make(markers.FENCED, clients.execution_id(context), reason)
-        return carry_out(nova, service, steps, marker, dry_run)
+        return carry_out(nova, service, steps, fenced_marker(context, reason), dry_run)
 
 
 class EnableHostAction(SelfhealAction):
