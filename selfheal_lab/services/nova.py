@@ -192,6 +192,11 @@ def inject_spawn_failures(host, n=1):
     return _control("POST", "/faults", {"host": host, "fail_spawns": n})
 
 
+def databases():
+    """The box's SQLAlchemy engines: ``[{"url", "pool", "recycle_seconds"}]``."""
+    return _control("GET", "/databases")
+
+
 def info():
     """Images, flavors and hosts of the box: ``{"images", "flavors", "hosts", ...}``"""
     return _control("GET", "/info")

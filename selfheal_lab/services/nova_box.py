@@ -15,7 +15,9 @@ It assembles Nova's own functional-test fixtures (``nova.test.TestCase``,
   ``X-Auth-Project-Id`` and ``X-Roles`` (``X-Auth-User: admin`` plus the
   ``admin`` role makes an admin); no token is checked;
 * on ``127.0.0.1:C`` a small JSON control API for the lab only (simulated
-  host failures, fault injection, request counters). It is not Nova;
+  host failures, fault injection, request counters, and for a box that
+  misbehaves its database engines, ``GET /databases``, and where each green
+  thread waits, ``GET /stacks``). It is not Nova;
 * once the lab asks for it (``POST /keystone`` on the control API, naming a
   0600 settings file with the lab Keystone's URL and the ``nova`` service
   user), the same Nova API on a second port behind the real
@@ -201,6 +203,31 @@ def two_door_context(stub_context, real_context):
     return create_context
 
 
+def database_engines():
+    """Every SQLAlchemy engine of the box: its URL, pool and recycle age."""
+    import gc
+
+    import sqlalchemy
+
+    return [{"url": str(obj.url), "pool": type(obj.pool).__name__,
+             "recycle_seconds": obj.pool._recycle}
+            for obj in gc.get_objects() if isinstance(obj, sqlalchemy.engine.Engine)]
+
+
+def green_thread_stacks():
+    """Where every green thread of the box is now (for a box that hangs)."""
+    import gc
+    import traceback
+
+    import greenlet
+
+    stacks = []
+    for obj in gc.get_objects():
+        if isinstance(obj, greenlet.greenlet) and obj.gr_frame is not None:
+            stacks.append("".join(traceback.format_stack(obj.gr_frame)))
+    return stacks
+
+
 def _json_response(start_response, status, body):
     data = json.dumps(body).encode()
     reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
@@ -229,8 +256,34 @@ def main(argv=None):
     from nova import monkey_patch
     monkey_patch.patch("eventlet")
 
+    keep_memory_databases()
     box = build_box(args)
     box.serve(args.port, args.control_port, started)
+
+
+def keep_memory_databases():
+    """Keep each in-memory SQLite database of the box for the box's lifetime.
+
+    Nova's fixtures keep every database (API, cell0, cell1, Placement) in
+    memory behind one connection (oslo.db's StaticPool). oslo.db recycles a
+    connection older than ``connection_recycle_time`` (3600 s by default),
+    and for an in-memory database a new connection is a new, empty
+    database: a box that had served for an hour answered every call with
+    HTTP 500 "no such table". Only an in-memory database is exempted; the
+    box has no other kind.
+    """
+    from oslo_db.sqlalchemy import engines
+    from oslo_db.sqlalchemy import utils as db_utils
+
+    real_create_engine = engines.create_engine
+
+    def create_engine(sql_connection, *args, **kwargs):
+        url = db_utils.make_url(sql_connection)
+        if url.drivername.startswith("sqlite") and url.database in (None, "", ":memory:"):
+            kwargs["connection_recycle_time"] = -1
+        return real_create_engine(sql_connection, *args, **kwargs)
+
+    engines.create_engine = create_engine
 
 
 def build_box(args):
@@ -456,6 +509,10 @@ def build_box(args):
                 return 200, {"ok": True}
             if method == "GET" and parts == ["hosts"]:
                 return 200, self.hosts()
+            if method == "GET" and parts == ["stacks"]:
+                return 200, green_thread_stacks()
+            if method == "GET" and parts == ["databases"]:
+                return 200, database_engines()
             if method == "POST" and parts == ["hosts"]:
                 host = body.get("host")
                 if not isinstance(host, str) or not host:
