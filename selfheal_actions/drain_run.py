@@ -240,19 +240,6 @@ class DrainRun(WindowedRun):
     def _since(self):
         return self.since - datetime.timedelta(seconds=CLOCK_MARGIN)
 
-    # verifying where each instance landed
-    def _verify(self):
-        checking = self._in_phase(VERIFYING)
-        if not checking:
-            return
-        servers = {s["id"]: s for s in self.api.servers_changed_since(self._since())}
-        for entry in checking:
-            server = servers.get(entry["id"]) or self.api.get_server(entry["id"])
-            if server is None:
-                self._finish(entry, "failed", "server_disappeared")
-                continue
-            self._check_landed(entry, server)
-
     def _check_landed(self, entry, server):
         host = server.get("OS-EXT-SRV-ATTR:host")
         if evac.task_state(server) is not None:

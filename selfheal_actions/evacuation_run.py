@@ -40,12 +40,6 @@ POLL_SHARE = 0.1
 #: a place freed must be refilled soon: the pause stays at most this long
 WINDOW_POLL = 0.5
 
-#: Nova spends about as long on one server GET as on this many servers of
-#: a list, and the list of servers changed since the run began holds at
-#: least every server of the run (and whatever else changed in the cloud):
-#: a few instances to verify are read one by one, many with one list
-GET_COST = 4
-
 EVACUATING = "evacuating"
 
 
@@ -212,21 +206,6 @@ class EvacuationRun(WindowedRun):
 
     def _since(self):
         return self.since - datetime.timedelta(seconds=CLOCK_MARGIN)
-
-    # verifying where each instance landed
-    def _verify(self):
-        checking = self._in_phase(VERIFYING)
-        if not checking:
-            return
-        servers = {}
-        if len(checking) * GET_COST >= len(self.work):
-            servers = {s["id"]: s for s in self.api.servers_changed_since(self._since())}
-        for entry in checking:
-            server = servers.get(entry["id"]) or self.api.get_server(entry["id"])
-            if server is None:
-                self._finish(entry, "failed", "server_disappeared")
-                continue
-            self._check_landed(entry, server)
 
     def _check_landed(self, entry, server):
         host = server.get("OS-EXT-SRV-ATTR:host")

@@ -15,6 +15,12 @@ from selfheal_actions import timeutil
 
 PENDING, VERIFYING, FINISHED = "pending", "verifying", "finished"
 
+#: Nova spends about as long on one server GET as on this many servers of
+#: a list, and the list of servers changed since the run began holds at
+#: least every server of the run (and whatever else changed in the cloud):
+#: a few instances to verify are read one by one, many with one list
+GET_COST = 4
+
 
 class WindowedRun:
     """One host's moves, carried out and verified.
@@ -86,8 +92,28 @@ class WindowedRun:
     def _poll_migrations(self):
         raise NotImplementedError
 
-    def _verify(self):
+    def _since(self):
+        """The run's start, less the margin for Nova's clock."""
         raise NotImplementedError
+
+    def _check_landed(self, entry, server):
+        """Finish ``entry`` if ``server`` (Nova's record) shows it landed."""
+        raise NotImplementedError
+
+    # verifying where each instance landed
+    def _verify(self):
+        checking = self._in_phase(VERIFYING)
+        if not checking:
+            return
+        servers = {}
+        if len(checking) * GET_COST >= len(self.work):
+            servers = {s["id"]: s for s in self.api.servers_changed_since(self._since())}
+        for entry in checking:
+            server = servers.get(entry["id"]) or self.api.get_server(entry["id"])
+            if server is None:
+                self._finish(entry, "failed", "server_disappeared")
+                continue
+            self._check_landed(entry, server)
 
     # bookkeeping
     def _all_finished(self):

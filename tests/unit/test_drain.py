@@ -158,6 +158,20 @@ def test_polling_is_per_host_not_per_instance():
     assert nova.count("get_server") == 0
 
 
+def test_a_few_migrated_instances_are_read_one_by_one_many_with_one_list():
+    # one migration done at a time among twelve: a GET each beats listing every server
+    nova = cloud([server(f"s{i:02d}") for i in range(12)])
+    got, _ = run(nova, drain_run.DrainOptions(concurrency=1))
+    assert all(e["outcome"] == "migrated" for e in got.values())
+    assert nova.count("get_server") == 12
+    assert nova.count("servers_changed_since") == 0
+    # twelve done at once: one list
+    nova = cloud([server(f"s{i:02d}") for i in range(12)])
+    run(nova, drain_run.DrainOptions(concurrency=12))
+    assert nova.count("servers_changed_since") >= 1
+    assert nova.count("get_server") == 0
+
+
 def test_in_flight_migration_is_adopted_without_a_second_request():
     nova = cloud([server("a")], steps_to_finish=2)
     nova.live_migrate("a")  # an earlier run that died after asking Nova
