@@ -22,15 +22,13 @@ image and network with (Nova in a box keeps them as in-process fixtures).
 """
 
 import datetime
-import json
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import yaml
 
 from selfheal_lab import autoheal_scenario
+from selfheal_lab import http_json
 from selfheal_lab import state
 from selfheal_lab.services import aodh
 from selfheal_lab.services import keystone
@@ -121,14 +119,5 @@ class AlarmChainLab(autoheal_scenario.AutohealLab):
                        ["project_id", 1, self.project_id], ["user_id", 1, self.user_id]]})
 
     def _aodh(self, method, path, body=None):
-        req = urllib.request.Request(
-            self.aodh_url + path, method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"X-Auth-Token": self.token, "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                text = resp.read()
-        except urllib.error.HTTPError as e:
-            raise RuntimeError(f"Aodh {method} {path}: HTTP {e.code} "
-                               f"{e.read().decode(errors='replace')[:500]}") from None
-        return json.loads(text) if text.strip() else None
+        return http_json.call(self.aodh_url, method, path, body, timeout=30, what="Aodh",
+                              headers={"X-Auth-Token": self.token})

@@ -2,12 +2,10 @@
 subscriptions and messages, with the no-auth headers of the lab's Zaqar, or
 with ``token`` to its server behind Keystone (queues of the token's project)."""
 
-import json
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
+from selfheal_lab import http_json
 from selfheal_lab import state
 
 
@@ -29,16 +27,8 @@ def _request(method, path, body=None, token=None):
         headers = {"X-Auth-Token": token, "Client-ID": str(uuid.uuid5(uuid.NAMESPACE_URL, base))}
     else:
         base, headers = info["messaging_url"], dict(info["headers"])
-    headers["Content-Type"] = "application/json"
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            text = resp.read().decode()
-    except urllib.error.HTTPError as e:
-        raise ZaqarAPIError(f"Zaqar {method} {path}: HTTP {e.code} "
-                            f"{e.read().decode(errors='replace')}") from None
-    return json.loads(text) if text.strip() else None
+    return http_json.call(base, method, path, body, timeout=30, error=ZaqarAPIError,
+                          what="Zaqar", headers=headers)
 
 
 def create_queue(name, token=None):

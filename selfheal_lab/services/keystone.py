@@ -24,6 +24,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
+from selfheal_lab import http_json
 from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
@@ -206,18 +207,9 @@ def token(user="admin", project="admin"):
 
 
 def _api(method, path, body=None, admin_token=None):
-    admin_token = admin_token or token()[0]
-    req = urllib.request.Request(_url() + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json",
-                                          "X-Auth-Token": admin_token})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            text = resp.read()
-    except urllib.error.HTTPError as e:
-        raise KeystoneError(f"Keystone {method} {path}: HTTP {e.code} "
-                            f"{e.read().decode(errors='replace')[:300]}") from None
-    return json.loads(text) if text.strip() else None
+    return http_json.call(_url(), method, path, body, timeout=30, error=KeystoneError,
+                          what="Keystone",
+                          headers={"X-Auth-Token": admin_token or token()[0]})
 
 
 def _find(collection, name, admin_token, key=None):

@@ -24,7 +24,7 @@ Stdlib only: this module runs in the operator's or test runner's Python.
 import json
 import pathlib
 
-from selfheal_lab import control_api
+from selfheal_lab import http_json
 from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
@@ -140,7 +140,7 @@ def status():
 # --- lab control endpoint (not Nova) -----------------------------------------
 
 def _call(url, method, path, body=None, timeout=120):
-    return control_api.call(url, method, path, body, timeout, what="nova box control")
+    return http_json.call(url, method, path, body, timeout, what="nova box control")
 
 
 def _control(method, path, body=None):

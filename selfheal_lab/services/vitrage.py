@@ -36,7 +36,7 @@ import json
 import pathlib
 import subprocess
 
-from selfheal_lab import control_api
+from selfheal_lab import http_json
 from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
@@ -193,7 +193,7 @@ def status():
 # --- control API client ------------------------------------------------------
 
 def _call(url, method, path, body=None, timeout=120):
-    return control_api.call(url, method, path, body, timeout, error=VitrageLabError,
+    return http_json.call(url, method, path, body, timeout, error=VitrageLabError,
                             what="vitrage box")
 
 
