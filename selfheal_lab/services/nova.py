@@ -29,6 +29,7 @@ from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
 from selfheal_lab import venvs
+from selfheal_lab.services import managed
 
 SERVICE = "nova"
 PROCESS = "nova"
@@ -73,13 +74,16 @@ def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
     """Start Nova in a box unless it already runs; return its endpoints.
 
     When a healthy box is running its info is returned as is (its hosts and
-    driver are kept; add hosts with :func:`add_host`).
+    driver are kept; add hosts with :func:`add_host`), unless it was started
+    from another version of ``nova_box.py``: that box is replaced (its
+    servers are lost), so a change to the box takes effect.
 
     :raises RuntimeError: when the box does not become ready in ``timeout``
         seconds (the message holds the end of its log).
     """
     info = _endpoint()
-    if _healthy(info):
+    source = managed.source_of(BOX_SCRIPT)
+    if _healthy(info) and info.get("source") == source:
         return info
     processes.stop(SERVICE, PROCESS)
     python = venvs.ensure("nova")
@@ -113,6 +117,7 @@ def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
         "report_interval": box_info["report_interval"],
         "service_down_time": box_info["service_down_time"],
         "log": str(log),
+        "source": source,
     }
     state.update_endpoints(SERVICE, info)
     progress.step(f"Nova in a box ready in {ready.get('seconds_to_ready')} s "
