@@ -665,9 +665,11 @@ def main(argv=None):
                 try:
                     row = measure(cloud, name, count, stopped, args)
                 except Exception as error:
-                    # The lab's Nova box has lost its in-memory database under
-                    # heavy load (HTTP 500 "no such table"): lab.up restarts a
-                    # box in that state, and the row is measured again once.
+                    # A row the lab breaks is measured again once, after
+                    # lab.up restarts what is broken. (The Nova box used to
+                    # lose its in-memory databases after an hour of running:
+                    # HTTP 500 "no such table"; see keep_memory_databases in
+                    # selfheal_lab/services/nova_box.py.)
                     _log(f"  the lab failed ({type(error).__name__}: {str(error)[:200]}); "
                          "restarting what is broken and measuring this row again")
                     lab.up()
