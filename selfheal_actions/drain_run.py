@@ -10,7 +10,6 @@ and every instance verified: its migration ``completed`` (live) or
 ``confirmed`` (cold), on a different host, in the state it had before.
 """
 
-import datetime
 import logging
 import time
 
@@ -19,7 +18,6 @@ from novaclient import exceptions as nova_exc
 from selfheal_actions import compute
 from selfheal_actions import drain_plan as plans
 from selfheal_actions import evacuation_plan as evac
-from selfheal_actions.evacuation_run import CLOCK_MARGIN
 from selfheal_actions.evacuation_run import FAST_POLL
 from selfheal_actions.results import change
 from selfheal_actions.results import raise_if_forbidden
@@ -232,13 +230,6 @@ class DrainRun(WindowedRun):
         entry["confirm_asked"] = entry["migration_id"]
         self.changes.append(change(f"server {entry['id']}", "cold_migration_confirmed",
                                    migration_id=entry["migration_id"]))
-
-    def _finished_ids(self, entry):
-        """Migration ids of earlier, finished attempts (a retry waits for a new one)."""
-        return {a["migration_id"] for a in entry["attempt_log"][:-1] if a.get("migration_id")}
-
-    def _since(self):
-        return self.since - datetime.timedelta(seconds=CLOCK_MARGIN)
 
     def _check_landed(self, entry, server):
         host = server.get("OS-EXT-SRV-ATTR:host")

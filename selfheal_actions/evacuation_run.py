@@ -9,7 +9,6 @@ failed one on another host, and verifies every instance: migration ``done``,
 on a different host, in the power state it had before.
 """
 
-import datetime
 import logging
 import time
 
@@ -26,8 +25,6 @@ from selfheal_actions.windowed_run import WindowedRun
 
 LOG = logging.getLogger(__name__)
 
-#: how far back "changes-since" looks, against clock skew with Nova
-CLOCK_MARGIN = 120
 #: an adopted rebuild with no migration record after this long is redone
 ADOPT_GRACE = 30
 #: the shortest pause between two polls of Nova, seconds
@@ -199,13 +196,6 @@ class EvacuationRun(WindowedRun):
                     entry["decision"] = "evacuate"
                 where = f" on {migration['dest_compute']}" if migration.get("dest_compute") else ""
                 self._after_failed_attempt(entry, f"migration_{migration.get('status')}{where}")
-
-    def _finished_ids(self, entry):
-        """Migration ids of earlier, finished attempts (a retry waits for a new one)."""
-        return {a["migration_id"] for a in entry["attempt_log"][:-1] if a.get("migration_id")}
-
-    def _since(self):
-        return self.since - datetime.timedelta(seconds=CLOCK_MARGIN)
 
     def _check_landed(self, entry, server):
         host = server.get("OS-EXT-SRV-ATTR:host")

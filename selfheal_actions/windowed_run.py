@@ -8,12 +8,16 @@ verify, pause) and the bookkeeping of the entries' phases;
 polled and verified, and how long to pause between polls.
 """
 
+import datetime
 import logging
 import time
 
 from selfheal_actions import timeutil
 
 PENDING, VERIFYING, FINISHED = "pending", "verifying", "finished"
+
+#: how far back "changes-since" looks, against clock skew with Nova
+CLOCK_MARGIN = 120
 
 #: Nova spends about as long on one server GET as on this many servers of
 #: a list, and the list of servers changed since the run began holds at
@@ -92,13 +96,18 @@ class WindowedRun:
     def _poll_migrations(self):
         raise NotImplementedError
 
-    def _since(self):
-        """The run's start, less the margin for Nova's clock."""
-        raise NotImplementedError
-
     def _check_landed(self, entry, server):
         """Finish ``entry`` if ``server`` (Nova's record) shows it landed."""
         raise NotImplementedError
+
+    # reading Nova's records
+    def _since(self):
+        """The run's start, less the margin for Nova's clock."""
+        return self.since - datetime.timedelta(seconds=CLOCK_MARGIN)
+
+    def _finished_ids(self, entry):
+        """Migration ids of earlier, finished attempts (a retry waits for a new one)."""
+        return {a["migration_id"] for a in entry["attempt_log"][:-1] if a.get("migration_id")}
 
     # verifying where each instance landed
     def _verify(self):
