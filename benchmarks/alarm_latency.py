@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark: from a monitor's alarm to the healing execution in Mistral.
 
 On the lab, a host fails, a NIC-down Doctor event for it is posted to

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark: from an Aodh alarm posted to Zaqar to the member replaced in Heat.
 
 On the lab's real Heat, Zaqar and Mistral, an Aodh-format event alarm for

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Benchmark: host failure recovery, selfheal's workflow versus Nova's floor.
 
 On the lab's real Nova, for each N, two identical failed hosts with N

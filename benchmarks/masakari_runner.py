@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Run Masakari's real host-failure recovery flow against the lab's Nova.
 
 Run by the ``masakari`` venv's interpreter (it does not import

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The peers selfheal is measured against, run on the lab's real Nova.
 
 * :func:`run_masakari`: Masakari 22's own host-failure recovery flow

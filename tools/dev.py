@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Set up everything from a fresh checkout with only Python, then run a job.
 
     python3 tools/dev.py demo     # a host failure healed on the embedded lab
@@ -7,10 +8,11 @@
     python3 tools/dev.py bench NAME [ARGS]   # another benchmark: autoheal, alarm,
                                              # drain, peers (benchmarks/<NAME>*.py)
 
-It makes ``.venv`` (the project with its test extras, reinstalled when the
-requirements change); the lab then builds one venv per OpenStack service
+It makes ``.venv`` with the product (``selfheal``, with its test extras) and
+the lab (``lab/``, the ``selfheal-lab`` distribution), both editable, and
+reinstalls them when their requirements change; the lab then builds one venv per OpenStack service
 under ``.lab/`` the first time it is needed. Extra arguments go to pytest
-(``test``), to ``selfheal demo`` or to the benchmark.
+(``test``), to ``selfheal-lab demo`` or to the benchmark.
 """
 
 import hashlib
@@ -27,7 +29,8 @@ PY = VENV / "bin" / "python"
 
 def ensure_venv():
     wanted = hashlib.sha256(b"".join(
-        (ROOT / f).read_bytes() for f in ("requirements.txt", "pyproject.toml", "setup.cfg")
+        (ROOT / f).read_bytes() for f in ("requirements.txt", "pyproject.toml", "setup.cfg",
+                                          "lab/pyproject.toml")
     )).hexdigest()
     stamp = VENV / "selfheal-dev-stamp"
     if stamp.exists() and stamp.read_text() == wanted and PY.exists():
@@ -36,7 +39,7 @@ def ensure_venv():
           flush=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "-e", f"{ROOT}[test,bench]"], check=True)
+                    "-e", f"{ROOT}[test,bench]", "-e", f"{ROOT / 'lab'}"], check=True)
     stamp.write_text(wanted)
 
 BENCHMARKS = {"evacuation": "evacuation.py", "autoheal": "autoheal_latency.py",
@@ -52,7 +55,7 @@ def main(argv):
     if job == "test":
         cmd = [str(PY), "-m", "pytest", "-ra", *(rest or ["tests"])]
     elif job == "demo":
-        cmd = [str(VENV / "bin" / "selfheal"), "demo", *rest]
+        cmd = [str(VENV / "bin" / "selfheal-lab"), "demo", *rest]
     elif rest and rest[0] in BENCHMARKS:
         cmd = [str(PY), f"benchmarks/{BENCHMARKS[rest[0]]}", *rest[1:]]
     else:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Functional tests run on the lab's real services (Mistral, Nova in a box).
 
 The lab comes up once per test session (built on first use, about two

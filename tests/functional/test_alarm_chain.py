@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The production autohealing chain in the authenticated lab, end to end.
 
 An instance event published on the bus the way Ceilometer's event pipeline

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The host failure flow in the authenticated lab: real Keystone tokens.
 
 Mistral runs with ``auth_enable = True`` against the lab's Keystone and hands

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Heat autohealing chain on the lab's real Heat, Zaqar and Mistral.
 
 An Aodh-format event alarm posted to a Zaqar queue reaches Mistral through a
@@ -180,7 +181,7 @@ def _validate_heat_template(heal_lab, group_text, member_text):
 
 
 def test_shipped_heat_templates_pass_heats_own_validation(heal_lab):
-    from selfheal_actions import data
+    from selfheal_tools import data
 
     group_text = (data.heat_templates_dir() / "autohealing_group.yaml").read_text()
     member_text = (data.heat_templates_dir() / "autohealing_member.yaml").read_text()

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The lab's private backends: what a user's machine without RabbitMQ,
 PostgreSQL, MariaDB or Redis on the standard ports gets.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The host failure flow on Mistral's distributed mode.
 
 Stock ``mistral-server`` runs api, engine, executor, notifier and periodic

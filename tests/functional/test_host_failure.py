@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The host failure flow on real Mistral and real Nova (the lab).
 
 Each test fails a host of its own by stopping its nova-compute in the lab,

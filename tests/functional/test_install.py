@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`selfheal install` against the lab's real Mistral and Vitrage."""
 
 import time
@@ -6,13 +7,13 @@ from unittest import mock
 import pytest
 import yaml
 
-from selfheal_actions import cli
-from selfheal_actions import data
-from selfheal_actions import install
-from selfheal_actions import install_vitrage
 from selfheal_lab import lab
 from selfheal_lab import mistral_client
 from selfheal_lab.services import vitrage
+from selfheal_tools import cli
+from selfheal_tools import data
+from selfheal_tools import install
+from selfheal_tools import install_vitrage
 
 
 def test_install_creates_then_changes_nothing_and_dry_run_changes_nothing(

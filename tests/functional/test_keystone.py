@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The lab's Keystone (the base of the authenticated lab): real tokens for
 the admin, the service users and a non-admin member, a catalog the lab
 fills, and passwords kept out of the files tools read."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The lab's Nova box keeps its state for as long as it runs."""
 
 from selfheal_lab.services import nova as nova_box

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Planned maintenance on the lab: real Mistral, real Nova, Vitrage's real evaluator.
 
 Each test takes hosts of its own, runs selfheal.maintenance's workflows
@@ -20,8 +21,8 @@ import time
 
 import pytest
 
-from selfheal_actions import alarms
-from selfheal_actions import markers
+from selfheal_actions.common import alarm_names
+from selfheal_actions.common import markers
 from selfheal_lab import lab
 from selfheal_lab.services import nova as nova_box
 from selfheal_lab.services import vitrage
@@ -307,7 +308,7 @@ def wait_for_calls(workflow, host, count, timeout=20):
 
 
 def maintenance_alarms(host):
-    return [a for a in vitrage.alarms() if a["name"] == alarms.MAINTENANCE_ALARM
+    return [a for a in vitrage.alarms() if a["name"] == alarm_names.MAINTENANCE_ALARM
             and a["resource_type"] == "nova.host" and a["resource_name"] == host]
 
 
@@ -325,7 +326,7 @@ def test_maintenance_silences_vitrage_for_that_host_only(fresh, cloud, make_host
     assert monitoring == {"backend": "vitrage", "in_maintenance": True, "changed": True}
     # it went through python-vitrageclient to Vitrage's event API
     event = vitrage.api_events()[posted:]
-    assert [e["type"] for e in event] == [alarms.MAINTENANCE_ALARM]
+    assert [e["type"] for e in event] == [alarm_names.MAINTENANCE_ALARM]
     assert event[0]["details"]["hostname"] == quiet
     assert event[0]["details"]["status"] == "down"
     assert len(maintenance_alarms(quiet)) == 1

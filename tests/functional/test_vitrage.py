@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Vitrage-triggered healing: our templates in Vitrage's real evaluator.
 
 Vitrage 15's ScenarioEvaluator runs in the lab with our templates loaded by
@@ -10,10 +11,10 @@ import time
 
 import pytest
 
-from selfheal_actions import checks
-from selfheal_actions import data
 from selfheal_lab import lab
 from selfheal_lab.services import vitrage
+from selfheal_tools import data
+from selfheal_tools import workbook_checks
 
 HOST_WF = "selfheal.host_failure.evacuate_host"
 INSTANCE_WF = "selfheal.host_failure.evacuate_instances"
@@ -73,8 +74,8 @@ def test_vitrage_accepts_typos_that_our_check_catches(fresh):
     text = (data.vitrage_templates_dir() / "host_failure.yaml").read_text()
     broken = text.replace("type: nova.host", "type: nova.hots", 1)
     assert vitrage.validate(broken)["is_valid_config"]
-    workflows = checks.workbook_workflows(data.workbook_paths())
-    problems = checks.check_vitrage_template_text(broken, "copy.yaml", workflows)
+    workflows = workbook_checks.workbook_workflows(data.workbook_paths())
+    problems = workbook_checks.check_vitrage_template_text(broken, "copy.yaml", workflows)
     assert any("nova.hots" in str(p) for p in problems)
 
 

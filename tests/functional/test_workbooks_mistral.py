@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every shipped workbook is parsed by Mistral's own DSL parser.
 
 The parser runs in the lab's Mistral virtual environment (Mistral's pins
@@ -8,16 +9,16 @@ same text through its API.
 
 import pytest
 
-from selfheal_actions import cli
-from selfheal_actions import data
-from selfheal_actions import validation
 from selfheal_lab import mistral_client
 from selfheal_lab import venvs
+from selfheal_tools import cli
+from selfheal_tools import data
+from selfheal_tools import platform_parsers
 
 
 @pytest.mark.parametrize("path", data.workbook_paths(), ids=lambda p: p.name)
 def test_mistral_parser_accepts_workbook(lab_info, path):
-    parsed = validation.run("mistral", str(venvs.python("mistral")), [path])[str(path)]
+    parsed = platform_parsers.run("mistral", str(venvs.python("mistral")), [path])[str(path)]
     assert parsed["ok"], parsed
     assert parsed["workflows"]
     assert mistral_client.validate_workbook(lab_info["mistral"]["url"], path.read_text())["valid"]
@@ -27,7 +28,7 @@ def test_mistral_parser_rejects_a_broken_copy(lab_info, tmp_path):
     text = (data.workbooks_dir() / "host_failure.yaml").read_text()
     broken = tmp_path / "broken.yaml"
     broken.write_text(text.replace("on-error:\n          - fail", "on-eror:\n          - fail", 1))
-    parsed = validation.run("mistral", str(venvs.python("mistral")), [broken])[str(broken)]
+    parsed = platform_parsers.run("mistral", str(venvs.python("mistral")), [broken])[str(broken)]
     assert not parsed["ok"]
     assert "on-eror" in parsed["error"]
 

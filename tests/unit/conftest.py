@@ -1,7 +1,8 @@
+# SPDX-License-Identifier: Apache-2.0
 import pytest
 
-from selfheal_actions import clients
-from selfheal_actions import compute
+from selfheal_actions.common import clients
+from selfheal_actions.common import compute
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A small in-memory Heat with the methods of ``orchestration.HeatApi``.
 
 A root stack ``web`` holds a ResourceGroup ``group`` whose nested stack has
@@ -8,7 +9,7 @@ update that takes a while; changes during an update raise UpdateInProgress.
 
 import itertools
 
-from selfheal_actions.orchestration import UpdateInProgress
+from selfheal_actions.heat.orchestration import UpdateInProgress
 
 ROOT = {"id": "root-id", "name": "web"}
 NESTED = "web-group-abc/nested-id"

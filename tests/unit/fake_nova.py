@@ -1,4 +1,5 @@
-"""An in-memory stand-in for :class:`selfheal_actions.compute.NovaApi`.
+# SPDX-License-Identifier: Apache-2.0
+"""An in-memory stand-in for :class:`selfheal_actions.common.compute.NovaApi`.
 
 It keeps services, servers and migrations as plain dicts and moves each
 requested evacuation one step per poll (accepted -> done), and each live
@@ -12,7 +13,7 @@ import itertools
 
 from novaclient import exceptions as nova_exc
 
-from selfheal_actions import timeutil
+from selfheal_actions.common import timeutil
 
 
 def server(uuid, name=None, host="failed-1", vm_state="active", task_state=None,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Reading Aodh event alarms out of Zaqar notifications, and the YAQL
 functions that expose it to the workbooks."""
 
@@ -6,8 +7,8 @@ import json
 import pytest
 import yaql
 
-from selfheal_actions import alarm_messages
-from selfheal_actions import yaql_functions
+from selfheal_actions.heat import alarm_messages
+from selfheal_actions.heat import yaql_functions
 
 
 def aodh_alarm(traits=None, reason_type="event"):
@@ -88,9 +89,9 @@ def test_functions_are_registered_for_mistral():
     names = {ep.name: ep.value for ep in metadata.entry_points(
         group="mistral.expression.functions") if ep.value.startswith("selfheal_actions")}
     assert names == {
-        "selfheal_alarm": "selfheal_actions.yaql_functions:selfheal_alarm",
-        "selfheal_alarm_traits": "selfheal_actions.yaql_functions:selfheal_alarm_traits",
-        "selfheal_heals_ahead": "selfheal_actions.yaql_functions:selfheal_heals_ahead"}
+        "selfheal_alarm": "selfheal_actions.heat.yaql_functions:selfheal_alarm",
+        "selfheal_alarm_traits": "selfheal_actions.heat.yaql_functions:selfheal_alarm_traits",
+        "selfheal_heals_ahead": "selfheal_actions.heat.yaql_functions:selfheal_heals_ahead"}
 
 
 def test_heals_of_one_stack_queue_oldest_first():

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """selfheal.mark_unhealthy's decisions, on an in-memory Heat."""
 
 import datetime
@@ -5,8 +6,8 @@ import itertools
 
 import pytest
 
-from selfheal_actions import autoheal
-from selfheal_actions.results import ActionFailure
+from selfheal_actions.common.results import ActionFailure
+from selfheal_actions.heat import mark_unhealthy
 from tests.unit.fake_heat import FakeHeat
 
 
@@ -19,7 +20,7 @@ def args(**overrides):
 
 def heal(heat, **overrides):
     ticks = itertools.count(0, 1.0)  # each clock read is one second later
-    healing = autoheal.MemberHealing(heat, args(**overrides), "test reason",
+    healing = mark_unhealthy.MemberHealing(heat, args(**overrides), "test reason",
                                      clock=lambda: next(ticks), sleep=lambda s: None)
     return healing.run(), healing
 
@@ -151,10 +152,10 @@ def test_ambiguous_name_is_refused_with_candidates():
     resources = [{"name": "0", "physical_id": "a", "stack": "s1/1"},
                  {"name": "0", "physical_id": "b", "stack": "s2/2"}]
     with pytest.raises(ActionFailure) as err:
-        autoheal.find_member(resources, "0")
+        mark_unhealthy.find_member(resources, "0")
     assert err.value.reason == "ambiguous_member"
     assert {c["physical_id"] for c in err.value.details["candidates"]} == {"a", "b"}
-    assert autoheal.find_member(resources, "b")["stack"] == "s2/2"
+    assert mark_unhealthy.find_member(resources, "b")["stack"] == "s2/2"
 
 
 def test_failed_update_reports_what_was_changed():
@@ -197,10 +198,10 @@ def test_bad_input_is_refused_before_heat_is_asked(kwargs, fragment, monkeypatch
     def no_client(context):
         raise AssertionError("Heat must not be reached with bad input")
 
-    monkeypatch.setattr(autoheal.clients, "heat", no_client)
+    monkeypatch.setattr(mark_unhealthy.clients, "heat", no_client)
     params = {"stack": "web", "member": "1"}
     params.update(kwargs)
-    result = autoheal.MarkUnhealthyAction(**params).run(context=None)
+    result = mark_unhealthy.MarkUnhealthyAction(**params).run(context=None)
     assert result.is_error()
     assert result.error["reason"] == "invalid_input"
     assert fragment in result.error["message"]
@@ -251,9 +252,9 @@ def test_unreachable_heat_is_a_clear_error_not_a_traceback(monkeypatch):
         def stack(self, stack):
             raise ks_exc.ConnectFailure("Unable to establish connection")
 
-    monkeypatch.setattr(autoheal.clients, "heat", lambda context: None)
-    monkeypatch.setattr(autoheal.orchestration, "HeatApi", lambda client: DownHeat())
-    result = autoheal.MarkUnhealthyAction(stack="web", member="1").run(context=None)
+    monkeypatch.setattr(mark_unhealthy.clients, "heat", lambda context: None)
+    monkeypatch.setattr(mark_unhealthy.orchestration, "HeatApi", lambda client: DownHeat())
+    result = mark_unhealthy.MarkUnhealthyAction(stack="web", member="1").run(context=None)
     assert result.is_error()
     assert result.error["reason"] == "service_unreachable"
     assert "orchestration API" in result.error["message"]

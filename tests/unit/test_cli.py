@@ -1,13 +1,14 @@
+# SPDX-License-Identifier: Apache-2.0
 import pytest
 
-from selfheal_actions import cli
-from selfheal_actions import data
-from selfheal_actions import validation
+from selfheal_tools import cli
+from selfheal_tools import data
+from selfheal_tools import platform_parsers
 
 
 @pytest.fixture
 def no_platform_parsers(monkeypatch):
-    monkeypatch.setattr(validation, "find_python", lambda platform, given=None: None)
+    monkeypatch.setattr(platform_parsers, "find_python", lambda platform, given=None: None)
 
 
 def test_validate_passes_on_the_shipped_files_and_says_what_was_skipped(
@@ -32,20 +33,12 @@ def test_validate_names_the_file_and_the_fix_and_fails(no_platform_parsers, tmp_
 def test_validate_missing_file_is_one_clear_line(capsys):
     assert cli.main(["validate", "/nonexistent.yaml"]) == 2
     assert capsys.readouterr().err.strip() == \
-        "selfheal validate: no such file: /nonexistent.yaml"
+        "selfheal validate: no such file or directory: /nonexistent.yaml"
 
 
-def test_demo_runs_the_chosen_scenario(monkeypatch):
-    import types
-
-    from selfheal_actions import cli
-
-    ran = []
-    for module in ("demo", "demo_autoheal"):
-        fake = types.ModuleType(f"selfheal_lab.{module}")
-        fake.run = lambda keep_lab, module=module: ran.append((module, keep_lab)) or 0
-        monkeypatch.setitem(__import__("sys").modules, f"selfheal_lab.{module}", fake)
-        monkeypatch.setattr(__import__("selfheal_lab"), module, fake, raising=False)
-    assert cli.main(["demo"]) == 0
-    assert cli.main(["demo", "autoheal", "--keep-lab"]) == 0
-    assert ran == [("demo", False), ("demo_autoheal", True)]
+def test_the_lab_commands_point_to_the_lab_distribution(capsys):
+    assert cli.main(["demo"]) == 2
+    assert cli.main(["lab", "up", "--auth"]) == 2
+    err = capsys.readouterr().err
+    assert "selfheal demo: the lab is not part of the product" in err
+    assert "`selfheal-lab lab`" not in err and "`selfheal-lab demo`" in err

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 import json
 
 import pytest
@@ -5,8 +6,8 @@ from keystoneauth1 import token_endpoint
 from keystoneauth1.identity import access as access_plugin
 from mistral_lib.actions import context as mistral_context
 
-from selfheal_actions import clients
-from selfheal_actions.results import ActionFailure
+from selfheal_actions.common import clients
+from selfheal_actions.common.results import ActionFailure
 
 TOKEN_BODY = {
     "catalog": [{"type": "compute", "name": "nova", "endpoints": [
@@ -90,7 +91,7 @@ def test_execution_id_from_context():
 def test_evacuations_are_sent_at_2_94_so_nova_keeps_the_power_state():
     from novaclient import api_versions
 
-    from selfheal_actions import compute
+    from selfheal_actions.common import compute
 
     sent = []
 
@@ -115,7 +116,7 @@ def test_evacuations_are_sent_at_2_94_so_nova_keeps_the_power_state():
 def test_microversion_is_negotiated_once_per_endpoint(monkeypatch):
     from novaclient import api_versions
 
-    from selfheal_actions import clients
+    from selfheal_actions.common import clients
 
     asked = []
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Sphinx docs build with warnings as errors and say what the YAML says.
 
 The docs are built once, from a copy of ``doc/source`` in a temporary folder
@@ -116,7 +117,7 @@ def test_flow_pages_list_inputs_with_defaults_and_outputs(built, path):
 
 def test_troubleshooting_lists_every_reason_the_source_raises(built):
     raised = set()
-    for source in (ROOT / "selfheal_actions").glob("*.py"):
+    for source in (ROOT / "selfheal_actions").rglob("*.py"):
         text = source.read_text()
         raised |= set(re.findall(r"ActionFailure\(\s*\"([a-z_]+)\"", text))
         if "InvalidInput(" in text:

@@ -1,11 +1,12 @@
+# SPDX-License-Identifier: Apache-2.0
 """The drain: plan decisions, the runner and the action, on the fake Nova."""
 
 import pytest
 
-from selfheal_actions import drain
-from selfheal_actions import drain_plan as plans
-from selfheal_actions import drain_run
-from selfheal_actions import markers
+from selfheal_actions.common import markers
+from selfheal_actions.maintenance import drain
+from selfheal_actions.maintenance import drain_plan as plans
+from selfheal_actions.maintenance import drain_run
 from tests.unit.fake_nova import FakeNova
 from tests.unit.fake_nova import server
 from tests.unit.fake_nova import service

@@ -1,7 +1,8 @@
+# SPDX-License-Identifier: Apache-2.0
 import pytest
 
-from selfheal_actions import evacuation
-from selfheal_actions import markers
+from selfheal_actions.common import markers
+from selfheal_actions.hosts import evacuation
 from tests.unit.fake_nova import FakeNova
 from tests.unit.fake_nova import server
 from tests.unit.fake_nova import service
@@ -106,14 +107,14 @@ def test_locate_groups_by_host(use_fake):
 
 
 def test_a_host_claimed_by_another_execution_is_left_alone(use_fake, monkeypatch):
-    from selfheal_actions import host_lock
+    from selfheal_actions.common import host_claim
 
     nova = use_fake(cloud())
-    other = host_lock.HostLock(nova, HOST, owner="exec-other")
+    other = host_claim.HostLock(nova, HOST, owner="exec-other")
     other.acquire(timeout=1)
     clock = Clock()
-    monkeypatch.setattr(host_lock.time, "monotonic", clock)
-    monkeypatch.setattr(host_lock.time, "sleep", clock.sleep)
+    monkeypatch.setattr(host_claim.time, "monotonic", clock)
+    monkeypatch.setattr(host_claim.time, "sleep", clock.sleep)
     result = act(timeout=10)
     assert result.error["reason"] == "host_busy"
     assert "exec-other" in result.error["message"]

@@ -1,6 +1,7 @@
+# SPDX-License-Identifier: Apache-2.0
 import datetime
 
-from selfheal_actions import evacuation_plan as plans
+from selfheal_actions.hosts import evacuation_plan as plans
 from tests.unit.fake_nova import server
 
 HOST = "failed-1"

@@ -1,5 +1,6 @@
-from selfheal_actions import evacuation_plan as plans
-from selfheal_actions import evacuation_run
+# SPDX-License-Identifier: Apache-2.0
+from selfheal_actions.hosts import evacuation_plan as plans
+from selfheal_actions.hosts import evacuation_run
 from tests.unit.fake_nova import FakeNova
 from tests.unit.fake_nova import server
 from tests.unit.fake_nova import service

@@ -1,10 +1,11 @@
+# SPDX-License-Identifier: Apache-2.0
 import datetime
 
 import pytest
 
-from selfheal_actions import fencing
-from selfheal_actions import markers
-from selfheal_actions.results import ActionFailure
+from selfheal_actions.common import markers
+from selfheal_actions.common.results import ActionFailure
+from selfheal_actions.hosts import fencing
 from tests.unit.fake_nova import FakeNova
 from tests.unit.fake_nova import service
 

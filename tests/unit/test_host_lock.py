@@ -1,16 +1,17 @@
+# SPDX-License-Identifier: Apache-2.0
 import datetime
 
 import pytest
 
-from selfheal_actions import host_lock
-from selfheal_actions.results import ActionFailure
+from selfheal_actions.common import host_claim
+from selfheal_actions.common.results import ActionFailure
 from tests.unit.fake_nova import FakeNova
 from tests.unit.test_evacuation_run import Clock
 
 
 def lock(nova, owner, clock=None, stale_after=60):
     clock = clock or Clock()
-    return host_lock.HostLock(nova, "h1", owner, stale_after=stale_after, clock=clock,
+    return host_claim.HostLock(nova, "h1", owner, stale_after=stale_after, clock=clock,
                               sleep=clock.sleep)
 
 
@@ -62,7 +63,7 @@ def test_refresh_is_throttled():
     owner.acquire(timeout=1)
     before = nova.count("set_aggregate_metadata")
     owner.refresh()
-    clock.now += host_lock.REFRESH_EVERY + 1
+    clock.now += host_claim.REFRESH_EVERY + 1
     owner.refresh()
     owner.refresh()
     assert nova.count("set_aggregate_metadata") == before + 1

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`selfheal install --with-vitrage`: the stored form and the decisions.
 
 What Vitrage really stores and accepts is tested on the lab's Vitrage
@@ -7,10 +8,10 @@ the install does for each state of a template, on a stand-in API.
 
 import pytest
 
-from selfheal_actions import cli
-from selfheal_actions import data
-from selfheal_actions import install_vitrage
-from selfheal_actions.install import InstallError
+from selfheal_tools import cli
+from selfheal_tools import data
+from selfheal_tools import install_vitrage
+from selfheal_tools.install import InstallError
 
 TEMPLATE = """
 metadata:
@@ -136,7 +137,7 @@ def test_cli_says_what_to_do_without_a_vitrage(monkeypatch, capsys):
     monkeypatch.delenv("OS_AUTH_URL", raising=False)
     with pytest.raises(InstallError, match="pass --vitrage-url"):
         install_vitrage.vitrage_session()
-    monkeypatch.setattr("selfheal_actions.install.install", lambda url, dry: {
+    monkeypatch.setattr("selfheal_tools.install.install", lambda url, dry: {
         "mistral": "http://m", "workbooks": [], "missing_actions": [], "dry_run": dry})
     assert cli.main(["install", "--mistral-url", "http://m", "--with-vitrage"]) == 1
     err = capsys.readouterr().err

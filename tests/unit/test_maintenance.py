@@ -1,12 +1,13 @@
+# SPDX-License-Identifier: Apache-2.0
 """disable_monitoring / enable_monitoring on the fake Nova and a fake Vitrage."""
 
 import pytest
 
-from selfheal_actions import alarms
-from selfheal_actions import fencing
-from selfheal_actions import maintenance
-from selfheal_actions import markers
-from selfheal_actions import monitoring
+from selfheal_actions.common import alarm_names
+from selfheal_actions.common import markers
+from selfheal_actions.hosts import fencing
+from selfheal_actions.maintenance import monitoring as monitoring_actions
+from selfheal_actions.maintenance import vitrage as vitrage_api
 from tests.unit.fake_nova import FakeNova
 from tests.unit.fake_nova import service
 from tests.unit.test_fencing import Context
@@ -34,10 +35,10 @@ def vitrage(monkeypatch):
 
     def connect(context):
         if monitor.down:
-            raise monitoring.MonitoringUnavailable(monitor.down, f"Vitrage is {monitor.down}")
+            raise vitrage_api.MonitoringUnavailable(monitor.down, f"Vitrage is {monitor.down}")
         return monitor
 
-    monkeypatch.setattr(monitoring, "connect", connect)
+    monkeypatch.setattr(vitrage_api, "connect", connect)
     return monitor
 
 
@@ -47,26 +48,26 @@ def cloud(**svc):
 
 def disable(**kwargs):
     kwargs.setdefault("host", HOST)
-    return maintenance.DisableMonitoringAction(**kwargs).run(Context())
+    return monitoring_actions.DisableMonitoringAction(**kwargs).run(Context())
 
 
 def enable(**kwargs):
     kwargs.setdefault("host", HOST)
-    return maintenance.EnableMonitoringAction(**kwargs).run(Context())
+    return monitoring_actions.EnableMonitoringAction(**kwargs).run(Context())
 
 
 def test_note_round_trip_keeps_tags_before_the_text():
-    note = maintenance.make_note("disk swap; then [reboot]", True, "2026-11-22T10:00:00Z")
+    note = monitoring_actions.make_note("disk swap; then [reboot]", True, "2026-11-22T10:00:00Z")
     assert note == "[vitrage; until 2026-11-22T10:00:00Z] disk swap; then [reboot]"
-    assert maintenance.parse_note(note) == {"monitored": True, "until": "2026-11-22T10:00:00Z",
-                                            "text": "disk swap; then [reboot]"}
-    assert maintenance.parse_note("plain") == {"monitored": False, "until": None,
+    assert monitoring_actions.parse_note(note) == {
+        "monitored": True, "until": "2026-11-22T10:00:00Z", "text": "disk swap; then [reboot]"}
+    assert monitoring_actions.parse_note("plain") == {"monitored": False, "until": None,
                                                "text": "plain"}
     # Nova keeps 255 characters: the tags survive a long reason
     marker = markers.make(markers.MAINTENANCE, "exec-1",
-                          maintenance.make_note("x" * 400, True))
+                          monitoring_actions.make_note("x" * 400, True))
     assert len(marker) == 255
-    assert maintenance.parse_note(markers.parse(marker)["note"])["monitored"] is True
+    assert monitoring_actions.parse_note(markers.parse(marker)["note"])["monitored"] is True
 
 
 def test_disable_raises_the_alarm_then_marks_the_service(use_fake, vitrage):
@@ -82,7 +83,7 @@ def test_disable_raises_the_alarm_then_marks_the_service(use_fake, vitrage):
     assert found["note"] == "[vitrage; until 2026-11-22T10:00:00Z] disk swap"
     assert [c["change"] for c in result.data["changes"]] == ["maintenance_alarm_raised",
                                                               "disabled"]
-    assert result.data["changes"][0]["alarm"] == alarms.MAINTENANCE_ALARM
+    assert result.data["changes"][0]["alarm"] == alarm_names.MAINTENANCE_ALARM
     assert result.data["monitoring"] == {"backend": "vitrage", "in_maintenance": True,
                                          "changed": True}
     # the host failure flow now refuses the host unless forced
@@ -105,7 +106,7 @@ def test_disable_twice_changes_nothing_the_second_time(use_fake, vitrage):
 
 
 def test_without_vitrage_the_nova_part_still_happens_and_says_so(use_fake, vitrage):
-    vitrage.down = monitoring.UNREACHABLE
+    vitrage.down = vitrage_api.UNREACHABLE
     nova = use_fake(cloud())
     result = disable()
     assert result.error is None
@@ -113,20 +114,20 @@ def test_without_vitrage_the_nova_part_still_happens_and_says_so(use_fake, vitra
     assert result.data["monitoring"]["reason"] == "vitrage_unreachable"
     assert "monitoring was not changed" in result.data["monitoring"]["message"]
     assert nova.services[0]["status"] == "disabled"
-    assert maintenance.parse_note(markers.parse(
+    assert monitoring_actions.parse_note(markers.parse(
         nova.services[0]["disabled_reason"])["note"])["monitored"] is False
     # once Vitrage answers, a rerun raises the alarm and records it
     vitrage.down = None
     again = disable()
     assert [c["change"] for c in again.data["changes"]] == ["maintenance_alarm_raised",
                                                              "marker_updated"]
-    assert maintenance.parse_note(markers.parse(
+    assert monitoring_actions.parse_note(markers.parse(
         nova.services[0]["disabled_reason"])["note"])["monitored"] is True
 
 
 def test_require_monitoring_makes_an_absent_vitrage_an_error_that_changes_nothing(
         use_fake, vitrage):
-    vitrage.down = monitoring.NOT_INSTALLED
+    vitrage.down = vitrage_api.NOT_INSTALLED
     nova = use_fake(cloud())
     result = disable(require_monitoring=True)
     assert result.error["reason"] == "monitoring_unavailable"
@@ -222,7 +223,7 @@ def test_enable_undoes_exactly_what_disable_did(use_fake, vitrage):
 
 
 def test_enable_leaves_vitrage_alone_when_disable_could_not_tell_it(use_fake, vitrage):
-    vitrage.down = monitoring.NOT_CONFIGURED
+    vitrage.down = vitrage_api.NOT_CONFIGURED
     nova = use_fake(cloud())
     disable()
     vitrage.down = None
@@ -236,7 +237,7 @@ def test_enable_with_vitrage_gone_enables_and_says_how_to_clear_or_fails_if_requ
         use_fake, vitrage):
     nova = use_fake(cloud())
     disable()
-    vitrage.down = monitoring.UNREACHABLE
+    vitrage.down = vitrage_api.UNREACHABLE
     strict = enable(require_monitoring=True)
     assert strict.error["reason"] == "monitoring_unavailable"
     assert nova.services[0]["status"] == "disabled"
@@ -273,11 +274,11 @@ class _Client:
 
 def test_vitrage_monitor_posts_a_doctor_event_for_the_host():
     client = _Client()
-    monitoring.VitrageMonitor(client).set_maintenance("h0", True, reason="disk swap",
+    vitrage_api.VitrageMonitor(client).set_maintenance("h0", True, reason="disk swap",
                                                       until="2026-11-22T10:00:00Z", by="e1")
-    monitoring.VitrageMonitor(client).set_maintenance("h0", False)
+    vitrage_api.VitrageMonitor(client).set_maintenance("h0", False)
     raised, cleared = client.event.posted
-    assert raised["type"] == cleared["type"] == alarms.MAINTENANCE_ALARM
+    assert raised["type"] == cleared["type"] == alarm_names.MAINTENANCE_ALARM
     assert raised["details"] == {"hostname": "h0", "status": "down", "source": "selfheal",
                                  "cause": "disk swap",
                                  "until": "2026-11-22T10:00:00Z", "by": "e1"}
@@ -289,19 +290,19 @@ def test_vitrage_errors_become_unavailable():
     class EndpointNotFound(Exception):
         pass
 
-    with pytest.raises(monitoring.MonitoringUnavailable) as err:
-        monitoring.VitrageMonitor(_Client(ConnectionError("refused"))).set_maintenance("h", True)
-    assert err.value.reason == monitoring.UNREACHABLE and "refused" in err.value.message
-    with pytest.raises(monitoring.MonitoringUnavailable) as err:
-        monitoring.VitrageMonitor(_Client(EndpointNotFound())).set_maintenance("h", True)
-    assert err.value.reason == monitoring.NOT_CONFIGURED
+    with pytest.raises(vitrage_api.MonitoringUnavailable) as err:
+        vitrage_api.VitrageMonitor(_Client(ConnectionError("refused"))).set_maintenance("h", True)
+    assert err.value.reason == vitrage_api.UNREACHABLE and "refused" in err.value.message
+    with pytest.raises(vitrage_api.MonitoringUnavailable) as err:
+        vitrage_api.VitrageMonitor(_Client(EndpointNotFound())).set_maintenance("h", True)
+    assert err.value.reason == vitrage_api.NOT_CONFIGURED
 
 
 def test_connect_without_the_client_or_an_endpoint(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "vitrageclient", None)
-    with pytest.raises(monitoring.MonitoringUnavailable) as err:
-        monitoring.connect(Context())
-    assert err.value.reason == monitoring.NOT_INSTALLED
+    with pytest.raises(vitrage_api.MonitoringUnavailable) as err:
+        vitrage_api.connect(Context())
+    assert err.value.reason == vitrage_api.NOT_INSTALLED
     assert "selfheal[vitrage]" in err.value.message

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A caller without the rights an action needs gets ``forbidden``, naming the
 missing permission, and the action changes nothing (or reports exactly what
 it had changed before the refusal). Nova's 403s are modelled on the real
@@ -6,13 +7,13 @@ message of Nova's policy engine."""
 from heatclient import exc as heat_exc
 from novaclient import exceptions as nova_exc
 
-from selfheal_actions import autoheal
-from selfheal_actions import clients
-from selfheal_actions import evacuation
-from selfheal_actions import fencing
-from selfheal_actions import markers
-from selfheal_actions import orchestration
-from selfheal_actions import results
+from selfheal_actions.common import clients
+from selfheal_actions.common import markers
+from selfheal_actions.common import results
+from selfheal_actions.heat import mark_unhealthy
+from selfheal_actions.heat import orchestration
+from selfheal_actions.hosts import evacuation
+from selfheal_actions.hosts import fencing
 from tests.unit.fake_heat import FakeHeat
 from tests.unit.fake_nova import FakeNova
 from tests.unit.fake_nova import server
@@ -176,7 +177,7 @@ def test_heat_refusal_of_mark_unhealthy_is_forbidden(monkeypatch):
     heat.mark_unhealthy = refused
     monkeypatch.setattr(clients, "heat", lambda context: heat)
     monkeypatch.setattr(orchestration, "HeatApi", lambda client: client)
-    result = autoheal.MarkUnhealthyAction(stack="web", member="1").run(MemberContext())
+    result = mark_unhealthy.MarkUnhealthyAction(stack="web", member="1").run(MemberContext())
     assert result.error["reason"] == "forbidden"
     assert result.error["details"]["missing_permission"] == "resource:mark_unhealthy"
     assert result.error["changes"] == []

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every shipped Vitrage template is cross-checked against the workbooks.
 
 Vitrage's own validator (run in the lab's Vitrage venv, see
@@ -8,12 +9,12 @@ evaluator or send Mistral a wrong call; these checks catch them.
 import pytest
 import yaml
 
-from selfheal_actions import alarms
-from selfheal_actions import checks
-from selfheal_actions import data
+from selfheal_actions.common import alarm_names
+from selfheal_tools import data
+from selfheal_tools import workbook_checks
 
 TEMPLATES = data.vitrage_template_paths()
-WORKFLOWS = checks.workbook_workflows(data.workbook_paths())
+WORKFLOWS = workbook_checks.workbook_workflows(data.workbook_paths())
 
 
 def test_templates_are_shipped():
@@ -22,14 +23,14 @@ def test_templates_are_shipped():
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
 def test_shipped_template_is_clean(path):
-    assert checks.check_vitrage_template_text(path.read_text(), path.name, WORKFLOWS) == []
+    assert workbook_checks.check_vitrage_template_text(path.read_text(), path.name, WORKFLOWS) == []
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
 def test_templates_use_the_one_maintenance_alarm(path):
     entities = yaml.safe_load(path.read_text())["entities"]
-    assert entities["maintenance"] == {"type": alarms.MAINTENANCE_ALARM_TYPE,
-                                       "name": alarms.MAINTENANCE_ALARM}
+    assert entities["maintenance"] == {"type": alarm_names.MAINTENANCE_ALARM_TYPE,
+                                       "name": alarm_names.MAINTENANCE_ALARM}
 
 
 def _host_template():
@@ -64,6 +65,6 @@ def _host_template():
 def test_broken_copies_are_caught(old, new, expected):
     text = _host_template()
     assert old in text
-    problems = checks.check_vitrage_template_text(text.replace(old, new, 1), "copy.yaml",
+    problems = workbook_checks.check_vitrage_template_text(text.replace(old, new, 1), "copy.yaml",
                                                   WORKFLOWS)
     assert any(expected in str(p) for p in problems), problems

@@ -1,9 +1,10 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every shipped workbook is cross-checked against its actions and workflows."""
 
 import pytest
 
-from selfheal_actions import checks
-from selfheal_actions import data
+from selfheal_tools import data
+from selfheal_tools import workbook_checks
 
 WORKBOOKS = data.workbook_paths()
 
@@ -14,7 +15,7 @@ def test_the_package_ships_workbooks():
 
 
 def test_entry_points_resolve_to_our_actions():
-    actions = checks.selfheal_actions()
+    actions = workbook_checks.selfheal_actions()
     assert {"selfheal.fence_host", "selfheal.evacuate_and_verify", "selfheal.enable_host",
             "selfheal.locate_instances"} <= set(actions)
     assert "host" in actions["selfheal.fence_host"]["required"]
@@ -22,7 +23,7 @@ def test_entry_points_resolve_to_our_actions():
 
 @pytest.mark.parametrize("path", WORKBOOKS, ids=lambda p: p.name)
 def test_shipped_workbook_is_clean(path):
-    assert checks.check_workbook_text(path.read_text(), path.name) == []
+    assert workbook_checks.check_workbook_text(path.read_text(), path.name) == []
 
 
 def _host_failure():
@@ -43,5 +44,5 @@ def _host_failure():
 def test_broken_copies_are_caught(old, new, expected):
     text = _host_failure()
     assert old in text
-    problems = checks.check_workbook_text(text.replace(old, new, 1), "copy.yaml")
+    problems = workbook_checks.check_workbook_text(text.replace(old, new, 1), "copy.yaml")
     assert any(expected in str(p) for p in problems), problems

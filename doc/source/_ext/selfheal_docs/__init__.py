@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Sphinx extension: the selfheal reference pages, generated at build time.
 
 Before Sphinx reads the sources, it writes ``generated/`` under the source

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the docs say about each action: read from its docstring and its source.
 
 * The actions and their classes come from the ``mistral.actions`` entry points
@@ -45,7 +46,7 @@ class RaiseSite:
 
     @property
     def where(self):
-        return f"{self.module}.py:{self.line} ({self.function})"
+        return f"{self.module.replace('.', '/')}.py:{self.line} ({self.function})"
 
 
 @dataclasses.dataclass
@@ -139,7 +140,10 @@ def documented_codes(fields):
 # --- source analysis ------------------------------------------------------------
 
 class _Module:
-    def __init__(self, name, tree):
+    """One module; ``name`` is dotted below the package (``hosts.evacuation``),
+    ``known`` every such name (to tell an imported module from a symbol)."""
+
+    def __init__(self, name, tree, known=()):
         self.name = name
         self.tree = tree
         self.functions = {}      # qualname -> FunctionDef
@@ -154,12 +158,13 @@ class _Module:
                     if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                         self.functions[f"{node.name}.{item.name}"] = item
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
+                below = node.module[len(PACKAGE) + 1:]
                 for alias in node.names:
-                    if node.module == PACKAGE:
-                        self.imports[alias.asname or alias.name] = ("module", alias.name)
+                    dotted = f"{below}.{alias.name}" if below else alias.name
+                    if dotted in known:
+                        self.imports[alias.asname or alias.name] = ("module", dotted)
                     else:
-                        self.imports[alias.asname or alias.name] = (
-                            "symbol", node.module.split(".", 1)[1], alias.name)
+                        self.imports[alias.asname or alias.name] = ("symbol", below, alias.name)
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.startswith(PACKAGE + "."):
@@ -172,9 +177,12 @@ class SourceIndex:
 
     def __init__(self, root):
         self.modules = {}
-        for path in sorted((pathlib.Path(root) / PACKAGE).glob("*.py")):
+        package = pathlib.Path(root) / PACKAGE
+        paths = {".".join(path.relative_to(package).with_suffix("").parts): path
+                 for path in sorted(package.rglob("*.py")) if path.name != "__init__.py"}
+        for name, path in paths.items():
             tree = ast.parse(path.read_text(), str(path))
-            self.modules[path.stem] = _Module(path.stem, tree)
+            self.modules[name] = _Module(name, tree, set(paths))
         self.failure_classes = self._failure_classes()
 
     # classes ------------------------------------------------------------------

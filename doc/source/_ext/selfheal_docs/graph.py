@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A Mistral workflow's task graph, laid out and drawn as SVG in pure Python.
 
 :func:`workflow_graph` reads one workflow of a workbook (the parsed YAML)

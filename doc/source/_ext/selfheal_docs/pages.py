@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The generated pages: one per workbook, the Vitrage and Heat templates, the
 failure reasons, the benchmark results. Each function returns reST text (and
 the flow pages their SVG diagrams); :func:`generate` returns every file.

@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Heat autohealing chain on the lab, step by step, for tests, the demo
+and the benchmark: a stack with a group of members, a Zaqar queue whose
+subscription starts ``selfheal.autoheal.heal_from_alarm`` the way Heat's
+``OS::Zaqar::MistralTrigger`` does, and Aodh-format event alarms posted to
+that queue.
+
+Needs python-heatclient in the calling Python (the project's test extra has
+it through the runtime requirements).
+"""
+
+import datetime
+import json
+import time
+import uuid
+
+from selfheal_lab import mistral_client
+from selfheal_lab import state
+from selfheal_lab import zaqar_client
+
+TRIGGERED_WORKFLOW = "selfheal.autoheal.heal_from_alarm"
+PLAIN_WORKFLOW = "selfheal.autoheal.mark_unhealthy"
+
+
+def group_template(count):
+    """A ResourceGroup of ``count`` OS::Heat::TestResource members (no Nova needed)."""
+    return {
+        "heat_template_version": "2018-08-31",
+        "resources": {"group": {"type": "OS::Heat::ResourceGroup", "properties": {
+            "count": count,
+            "resource_def": {"type": "OS::Heat::TestResource",
+                             "properties": {"value": "member %index%"}}}}},
+    }
+
+
+def aodh_event_alarm(instance_id, state_trait="stopped",
+                     event_type="compute.instance.update", generated=None):
+    """The message body Aodh's Zaqar notifier posts for an event alarm."""
+    generated = generated or datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f")
+    return {
+        "alarm_id": str(uuid.uuid4()), "alarm_name": f"{state_trait}_event_alarm",
+        "severity": "low", "previous": "insufficient data", "current": "alarm",
+        "reason": f"Event <event_type={event_type}> hits the query",
+        "reason_data": {"type": "event", "event": {
+            "message_id": str(uuid.uuid4()), "event_type": event_type,
+            "generated": generated, "raw": {},
+            "traits": [["instance_id", 1, instance_id], ["state", 1, state_trait],
+                       ["tenant_id", 1, "admin"]]}},
+    }
+
+
+class AutohealLab:
+    """Handles on the lab's Heat, Zaqar and Mistral (after ``lab.up_autoheal``)."""
+
+    #: sent to Mistral and Zaqar (None: their no-auth APIs)
+    token = None
+    #: the subscriber scheme's prefix: ``trust+`` makes Zaqar post with a trust
+    trust_prefix = ""
+
+    def __init__(self):
+        endpoints = state.read_endpoints()
+        self.mistral_url = endpoints["mistral"]["url"]
+        self.heat_url = endpoints["heat"]["orchestration_url"]
+        self._heat = None
+
+    def heat(self):
+        if self._heat is None:
+            from heatclient import client
+
+            self._heat = client.Client("1", endpoint=self.heat_url, token=self.token or "lab")
+        return self._heat
+
+    # --- stacks ------------------------------------------------------------
+
+    def create_group(self, name, count=3, timeout=120):
+        """Create a stack with a group of ``count`` members; return its id."""
+        created = self.heat().stacks.create(stack_name=name, template=group_template(count))
+        stack_id = created["stack"]["id"]
+        self.wait_stack(stack_id, "CREATE_COMPLETE", timeout)
+        return stack_id
+
+    def stack(self, stack_id):
+        return self.heat().stacks.get(stack_id)
+
+    def wait_stack(self, stack_id, status, timeout=120):
+        deadline = time.monotonic() + timeout
+        while True:
+            stack = self.stack(stack_id)
+            if stack.stack_status == status:
+                return stack
+            if stack.stack_status.endswith("FAILED") or time.monotonic() > deadline:
+                raise RuntimeError(f"stack {stack_id} is {stack.stack_status} "
+                                   f"({stack.stack_status_reason}), waited for {status}")
+            time.sleep(0.3)
+
+    def members(self, stack_id):
+        """``{member name: physical id}`` of the stack's group."""
+        return {r.resource_name: r.physical_resource_id
+                for r in self.heat().resources.list(stack_id, nested_depth=2)
+                if r.resource_type == "OS::Heat::TestResource"}
+
+    def nested_stack_id(self, stack_id):
+        group = self.heat().resources.get(stack_id, "group")
+        return group.physical_resource_id
+
+    def delete(self, stack_id):
+        self.heat().stacks.delete(stack_id)
+
+    # --- the Zaqar -> Mistral trigger ----------------------------------------
+
+    def subscribe_trigger(self, queue, stack_id, root_stack_id=None, extra_input=None):
+        """A queue whose messages start ``heal_from_alarm``, subscribed with
+        the ``post_data`` that OS::Zaqar::MistralTrigger creates."""
+        workflow_id = mistral_client.get_workflow(self.mistral_url, TRIGGERED_WORKFLOW,
+                                                  token=self.token)["id"]
+        workflow_input = {"stack_id": stack_id, "root_stack_id": root_stack_id or stack_id}
+        workflow_input.update(extra_input or {})
+        post_data = json.dumps({"workflow_id": workflow_id,
+                                "params": {"env": {"notification": "$zaqar_message$"}},
+                                "input": workflow_input})
+        zaqar_client.create_queue(queue, token=self.token)
+        return zaqar_client.subscribe(
+            queue, self.trust_prefix + self.mistral_url.rstrip("/") + "/executions",
+            post_data=post_data, token=self.token)
+
+    def post_alarm(self, queue, instance_id, **alarm):
+        return zaqar_client.post(queue, aodh_event_alarm(instance_id, **alarm),
+                                 token=self.token)[0]
+
+    def triggered_executions(self, stack_id):
+        """Executions of ``heal_from_alarm`` started for ``stack_id``."""
+        return [e for e in mistral_client.list_executions(self.mistral_url, TRIGGERED_WORKFLOW,
+                                                          token=self.token)
+                if (e.get("input") or {}).get("stack_id") == stack_id]
+
+    def wait_triggered(self, stack_id, count, timeout=120):
+        """Wait until ``count`` executions for ``stack_id`` exist and all ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            executions = self.triggered_executions(stack_id)
+            done = [e for e in executions if e["state"] in mistral_client.TERMINAL_STATES]
+            if len(executions) >= count and len(done) == len(executions):
+                return [mistral_client.get_execution(self.mistral_url, e["id"], token=self.token)
+                        for e in executions]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(executions)} executions for stack {stack_id} "
+                                   f"({len(done)} ended), expected {count}")
+            time.sleep(0.3)

@@ -1,0 +1,194 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Bring the whole lab up or down: Nova in a box, then Mistral with our pack.
+
+``up`` is idempotent: a service already running and current is kept; Mistral
+is reinstalled and restarted only when the selfheal package changed. The
+workbooks are (re)loaded into Mistral on every ``up``.
+
+Vitrage, Heat and Zaqar are optional parts: ``up_vitrage`` brings the lab
+up and then Vitrage's evaluator on it, ``up_autoheal`` adds Heat and Zaqar
+(``lab.up`` alone starts neither); ``down`` stops everything, and the
+private backends the lab started.
+
+``up_authenticated`` is the lab with Keystone: Nova in a box with its
+Keystone door, and the ``authenticated`` Mistral, which passes the caller's
+token to the actions; they find Nova in the token's catalog.
+"""
+
+import json
+
+from selfheal_lab import backends
+from selfheal_lab import mistral_client
+from selfheal_lab import progress
+from selfheal_lab import state
+from selfheal_lab.services import aodh
+from selfheal_lab.services import heat
+from selfheal_lab.services import keystone
+from selfheal_lab.services import mistral
+from selfheal_lab.services import nova
+from selfheal_lab.services import vitrage
+from selfheal_lab.services import zaqar
+
+CLOUD_CONFIG = "cloud.yaml"
+
+
+def write_cloud_config(nova_info):
+    """The explicit endpoint file the actions read in a Mistral without Keystone.
+
+    It names Nova, and Heat and Vitrage (``rca``, its event API) when the lab
+    runs them. The actions read it on every call, so adding them later needs
+    no Mistral restart. JSON is valid YAML, so the stdlib writes what the
+    actions parse.
+    """
+    path = state.service_dir("selfheal") / CLOUD_CONFIG
+    endpoints = {"compute": nova_info["compute_url"]}
+    headers = dict(nova_info["headers"])
+    heat_info = state.read_endpoints().get(heat.KEY)
+    if heat_info:
+        endpoints["orchestration"] = heat_info["orchestration_url"]
+        headers.update(heat_info["headers"])
+    vitrage_info = state.read_endpoints().get(vitrage.SERVICE)
+    if vitrage_info:
+        endpoints["rca"] = vitrage_info["url"]
+    config = {"endpoints": endpoints, "headers": headers, "verify": False}
+    text = json.dumps(config, indent=2, sort_keys=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def load_workbooks(url, token=None):
+    """Create or update every shipped workbook in the Mistral at ``url``.
+
+    :param token: for a Mistral with Keystone auth; the workbooks are then
+        made public, so that every project can run them.
+    """
+    from selfheal_tools import data
+
+    names = []
+    for path in data.workbook_paths():
+        mistral_client.create_or_update_workbook(url, path.read_text(), token=token,
+                                                 scope="public" if token else None)
+        names.append(path.name)
+    return names
+
+
+def up(hosts=nova.DEFAULT_HOSTS, mode="embedded", driver=nova.DEFAULT_DRIVER):
+    """Start (or keep) Nova and Mistral; return the endpoints of both.
+
+    :param hosts: compute host names for a fresh Nova (a running one keeps
+        its hosts).
+    :param mode: ``embedded`` (one process, sqlite) or ``distributed``
+        (mistral-server api/engine/executor over RabbitMQ and PostgreSQL).
+    """
+    nova_info = nova.up(hosts=hosts, driver=driver)
+    config = write_cloud_config(nova_info)
+    mistral_info = mistral.up(mode=mode, env={"SELFHEAL_CLOUD_CONFIG": str(config)})
+    loaded = load_workbooks(mistral_info["url"])
+    progress.step(f"workbooks loaded into Mistral ({mode}): {', '.join(loaded)}")
+    return {"nova": nova_info, "mistral": mistral_info, "cloud_config": str(config)}
+
+
+def up_vitrage(templates_dir=None, **up_kwargs):
+    """Start (or keep) the lab as :func:`up` does, then Vitrage on it.
+
+    :param templates_dir: Vitrage templates folder (default the project's
+        ``vitrage_templates``); Vitrage restarts when a file in it changed.
+    :param up_kwargs: passed to :func:`up`.
+    :returns: :func:`up`'s result plus ``"vitrage"`` (its endpoints).
+    """
+    result = up(**up_kwargs)
+    result["vitrage"] = vitrage.up(templates_dir=templates_dir)
+    write_cloud_config(result["nova"])  # now with Vitrage's endpoint (rca)
+    return result
+
+
+def up_autoheal(**up_kwargs):
+    """Start (or keep) the lab as :func:`up` does, plus Heat and Zaqar (the
+    Heat autohealing flow). Their backends (RabbitMQ, MariaDB, Redis) are the
+    machine's when they answer, else private ones.
+
+    :returns: :func:`up`'s result plus ``"heat"`` and ``"zaqar"``.
+    """
+    heat_info = heat.up()
+    zaqar_info = zaqar.up()
+    result = up(**up_kwargs)  # rewrites the cloud config with Heat in it
+    result.update(heat=heat_info, zaqar=zaqar_info)
+    return result
+
+
+def up_with(services=(), **up_kwargs):
+    """Start (or keep) the lab as :func:`up` does, plus the optional services
+    named: ``heat`` (Heat and Zaqar, :func:`up_autoheal`) and ``vitrage``.
+
+    :raises ValueError: for a service name the lab does not know.
+    :returns: :func:`up`'s result plus an entry per service started.
+    """
+    unknown = sorted(set(services) - {"heat", "vitrage"})
+    if unknown:
+        raise ValueError(f"unknown lab service(s) {unknown}: use heat and/or vitrage")
+    result = up_autoheal(**up_kwargs) if "heat" in services else up(**up_kwargs)
+    if "vitrage" in services:
+        result["vitrage"] = vitrage.up()
+        write_cloud_config(result["nova"])  # now with Vitrage's endpoint (rca)
+    return result
+
+
+def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER, with_alarms=False):
+    """Start (or keep) the authenticated lab: Keystone, Nova in a box with its
+    Keystone door, and Mistral in ``authenticated`` mode with the workbooks
+    (public, loaded as the lab's admin). Catalog: ``identity``, ``compute``
+    (the Keystone door) and ``workflowv2``.
+
+    The Mistral gets no explicit endpoint file: the actions use the caller's
+    token and the catalog in it, as in production.
+
+    :param with_alarms: also the alarm chain: Heat and Zaqar behind Keystone
+        (catalog ``orchestration``, ``messaging``) and Aodh (``alarming``).
+    :returns: ``{"keystone", "nova", "mistral"}`` endpoints entries (and
+        ``"heat"``, ``"zaqar"``, ``"aodh"`` with alarms).
+    """
+    identity = keystone.up()
+    result = {"keystone": identity}
+    if with_alarms:
+        result.update(heat=heat.up(authenticated=True), zaqar=zaqar.up(with_keystone=True),
+                      aodh=aodh.up())
+    nova_info = nova.up(hosts=hosts, driver=driver)
+    nova.open_keystone_door()
+    mistral_info = mistral.up(mode="authenticated")
+    keystone.register_endpoint("workflowv2", "mistral", mistral_info["url"])
+    loaded = load_workbooks(mistral_info["url"], token=keystone.token()[0])
+    progress.step(f"workbooks loaded into Mistral (authenticated): {', '.join(loaded)}")
+    result.update(nova=state.read_endpoints()[nova.SERVICE], mistral=mistral_info,
+                  hosts=nova_info["hosts"])
+    return result
+
+
+def down_mistral(mode):
+    """Stop only Mistral in ``mode`` (the rest of the lab keeps running)."""
+    mistral.down(mode=mode)
+
+
+def down():
+    """Stop every lab process (by the PIDs the lab recorded)."""
+    vitrage.down()
+    aodh.down()
+    zaqar.down()
+    heat.down()
+    keystone.down()
+    for mode in ("authenticated", "distributed", "embedded"):
+        mistral.down(mode=mode)
+    nova.down()
+    stopped = backends.down()
+    if stopped:
+        progress.step(f"private backends stopped: {', '.join(stopped)}")
+    progress.step("lab stopped")
+
+
+def status():
+    return {"nova": nova.status(), "mistral": mistral.status(),
+            "vitrage": vitrage.status(), "heat": heat.status(), "zaqar": zaqar.status(),
+            "keystone": keystone.status(), "aodh": aodh.status(),
+            "heat_authenticated": heat.status(authenticated=True),
+            "private_backends": backends.running_private(),
+            "endpoints": state.read_endpoints()}

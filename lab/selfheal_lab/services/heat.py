@@ -1,0 +1,214 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The lab's Heat 27: ``heat-wsgi-api`` and ``heat-engine`` (stdlib only).
+
+No Keystone: the API runs the ``noauth`` paste flavor (every request is the
+admin of project ``admin``). API and engine talk over RabbitMQ (a virtual
+host of this lab's own: Heat's queue names are fixed, so two labs on one
+broker would serve each other's calls) and keep their data in MariaDB (database
+``selfheal_heat_<lab tag>``): on sqlite, replacing a group member corrupts
+Heat's data. Both backends come from :mod:`selfheal_lab.backends`, private
+ones when the machine has none.
+
+``up()`` records in ``endpoints.json`` (key ``heat``)::
+
+    {"orchestration_url": "http://127.0.0.1:P/v1/admin",
+     "headers": {"X-Auth-User": "admin", "X-Auth-Project": "admin"}, ...}
+
+Talk to it with python-heatclient:
+``heatclient.client.Client("1", endpoint=url, token="x")``.
+
+``up(authenticated=True)`` starts the authenticated lab's Heat instead, a
+second one beside it (folder ``heat-auth``, database
+``selfheal_heat_auth_<lab tag>``, a virtual host of its own: both would
+consume the fixed queue ``engine``): the default paste pipeline, where
+keystonemiddleware validates tokens as the ``heat`` service user, and
+``deferred_auth_method = trusts`` as in production, so that a trust-scoped
+token (the alarm chain's) may update a stack of nested stacks; ``[trustee]``
+is the ``heat`` user. Endpoints key ``heat_auth``; registered in the catalog
+as ``orchestration`` with ``$(project_id)s``, which Keystone fills in per
+token. The no-auth Heat keeps ``password``: trusts need Keystone for every
+stack. Its configuration holds the heat user's password (mode 0600).
+"""
+
+import subprocess
+
+from selfheal_lab import backends
+from selfheal_lab import processes
+from selfheal_lab import progress
+from selfheal_lab import state
+from selfheal_lab import venvs
+from selfheal_lab.services import keystone
+from selfheal_lab.services import managed
+
+SERVICE = "heat"
+KEY = "heat"
+AUTH_SERVICE = "heat-auth"
+AUTH_KEY = "heat_auth"
+PROJECT = "admin"
+HEADERS = {"X-Auth-User": "admin", "X-Auth-Project": PROJECT}
+NAMES = ("engine", "api")
+START_TIMEOUT = 180.0
+
+
+def _db_name(authenticated=False):
+    return f"selfheal_heat_{'auth_' if authenticated else ''}{backends.lab_tag()}"
+
+
+# Runs in the Heat venv (PyMySQL): create the database when it is missing.
+_CREATE_DB = r"""
+import sys, pymysql
+port, name = int(sys.argv[1]), sys.argv[2]
+conn = pymysql.connect(host="127.0.0.1", port=port, user="root", password="",
+                       connect_timeout=10)
+with conn.cursor() as cur:
+    cur.execute("CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4" % name)
+conn.close()
+"""
+
+
+def _config_text(api_port, rabbit_url, db_url, paste_ini, authenticated=False):
+    tag = backends.lab_tag()
+    text = f"""\
+[DEFAULT]
+debug = False
+use_stderr = True
+transport_url = {rabbit_url}
+# our own exchange too (the virtual host already separates labs)
+control_exchange = selfheal_heat_{tag}
+host = selfheal-heat-{tag}
+num_engine_workers = 1
+deferred_auth_method = {"trusts" if authenticated else "password"}
+heat_metadata_server_url = http://127.0.0.1:{api_port}
+heat_waitcondition_server_url = http://127.0.0.1:{api_port}/v1/waitcondition
+
+[database]
+connection = {db_url}
+
+[paste_deploy]
+# empty: Heat's default pipeline, with keystonemiddleware
+flavor = {"" if authenticated else "noauth"}
+api_paste_config = {paste_ini}
+
+[oslo_policy]
+enforce_new_defaults = False
+enforce_scope = False
+
+[oslo_messaging_notifications]
+driver = noop
+
+[heat_api]
+workers = 1
+"""
+    if authenticated:
+        text += (keystone.authtoken_section("heat")
+                 + "\n# trusts: deferred operations and trust-scoped requests act as heat\n"
+                   "[trustee]\n" + keystone.auth_options("heat", project=None)
+                 + f"\n[clients_keystone]\nauth_uri = {keystone.url()}\n")
+    return text
+
+
+def _probe(info):
+    """True once the API answers a stack list (the engine too)."""
+    if not info.get("authenticated"):
+        return managed.http_status(info["orchestration_url"] + "/stacks", HEADERS) == 200
+    try:
+        token, body = keystone.token()
+    except keystone.KeystoneError:
+        return False
+    url = info["orchestration_url"].replace("$(project_id)s", body["project"]["id"])
+    return managed.http_status(url + "/stacks", {"X-Auth-Token": token}) == 200
+
+
+def up(timeout=START_TIMEOUT, authenticated=False):
+    """Start (or keep) Heat; return its endpoints entry.
+
+    :param authenticated: the authenticated lab's Heat (needs the lab's
+        Keystone), a second instance beside the no-auth one.
+    :raises RuntimeError: when it cannot be set up or does not answer.
+    """
+    python = venvs.ensure("heat")
+    mariadb = backends.ensure("mariadb")
+    service, key = (AUTH_SERVICE, AUTH_KEY) if authenticated else (SERVICE, KEY)
+    rabbit_url = backends.rabbitmq_url(isolated=True, name="heat_auth" if authenticated
+                                       else None)
+    db_url = (f"mysql+pymysql://root@127.0.0.1:{mariadb['port']}/{_db_name(authenticated)}"
+              "?charset=utf8mb4")
+    identity_url = keystone.up()["url"] if authenticated else None
+    sdir = state.service_dir(service)
+    previous = state.read_endpoints().get(key) or {}
+    fingerprint = managed.fingerprint(db_url, rabbit_url, managed.source_of(__file__),
+                                      venvs.stamp("heat"), identity_url)
+    info = managed.running(service, NAMES, fingerprint, _probe)
+    if info:
+        return _registered(info)
+    managed.stop(service, key, NAMES)  # an outdated Heat keeps its port (in the catalog)
+    api_port = previous.get("port") or processes.free_port()
+    if processes.port_open(api_port):
+        api_port = processes.free_port()
+    conf = sdir / "heat.conf"
+    paste_ini = venvs.venv_dir("heat") / "etc" / "heat" / "api-paste.ini"
+    state.write_private(conf, _config_text(api_port, rabbit_url, db_url, paste_ini,
+                                           authenticated))
+    # A call sent before the engine declared its queue is dropped by the
+    # broker and waits the whole RPC timeout in the one-threaded API: keep
+    # the API's timeout short so the start-up probe retries soon.
+    api_conf = sdir / "heat-api.conf"
+    api_conf.write_text("[DEFAULT]\nrpc_response_timeout = 10\n")
+    _prepare_database(python, mariadb["port"], conf, db_url, service, _db_name(authenticated))
+    bindir = python.parent
+    commands = {
+        "engine": [str(bindir / "heat-engine"), "--config-file", str(conf)],
+        "api": [str(bindir / "heat-wsgi-api"), "--host", "127.0.0.1", "--port", str(api_port),
+                "--", "--config-file", str(conf), "--config-file", str(api_conf)],
+    }
+    info = {"orchestration_url": f"http://127.0.0.1:{api_port}/v1/{PROJECT}",
+            "port": api_port, "headers": dict(HEADERS), "config": str(conf),
+            "database": _db_name(authenticated)}
+    what = "Heat"
+    if authenticated:
+        info = {"orchestration_url": f"http://127.0.0.1:{api_port}/v1/$(project_id)s",
+                "port": api_port, "authenticated": True, "config": str(conf),
+                "database": _db_name(True)}
+        what = "Heat (authenticated)"
+    progress.step(f"starting {what} (api on port {api_port}, engine) "
+                  "over RabbitMQ and MariaDB")
+    return _registered(managed.start(service, key, commands, fingerprint, info, _probe,
+                                     timeout, what))
+
+
+def _registered(info):
+    """The authenticated Heat is the catalog's ``orchestration``."""
+    if info.get("authenticated"):
+        keystone.register_endpoint("orchestration", "heat", info["orchestration_url"])
+    return info
+
+
+def _prepare_database(python, mariadb_port, conf, db_url, service, db_name):
+    marker = state.service_dir(service) / "db-ready"
+    if marker.exists() and marker.read_text() == db_url:
+        return
+    result = subprocess.run([str(python), "-c", _CREATE_DB, str(mariadb_port), db_name],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"cannot create the Heat database in MariaDB on 127.0.0.1:"
+                           f"{mariadb_port} as root without a password:\n{result.stderr[-800:]}")
+    progress.step(f"migrating the Heat database {db_name} (first time only)")
+    log = state.service_dir(service) / "db-sync.log"
+    with open(log, "w") as out:
+        result = subprocess.run([str(python.parent / "heat-manage"), "--config-file", str(conf),
+                                 "db_sync"], stdout=out, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise RuntimeError(f"heat-manage db_sync failed; see {log}")
+    marker.write_text(db_url)
+
+
+def down():
+    """Stop both Heats' processes (by PID). Returns True if one was running."""
+    stopped = managed.stop(AUTH_SERVICE, AUTH_KEY, NAMES)
+    return managed.stop(SERVICE, KEY, NAMES) or stopped
+
+
+def status(authenticated=False):
+    if authenticated:
+        return managed.status(AUTH_SERVICE, AUTH_KEY, NAMES, _probe)
+    return managed.status(SERVICE, KEY, NAMES, _probe)

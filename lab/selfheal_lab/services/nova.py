@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Nova in a box: the real Nova API, conductor, scheduler, placement and
+several fake-driver compute hosts in one background process.
+
+``up()`` starts ``nova_box.py`` with the nova venv's interpreter and records
+in ``endpoints.json`` (key ``nova``)::
+
+    {"compute_url": "http://127.0.0.1:P/v2.1",
+     "control_url": "http://127.0.0.1:C",
+     "headers": {"X-Auth-User": "admin", "X-Auth-Project-Id": ..., "X-Roles": ...},
+     "hosts": ["compute-1", ...], "driver": "fake.FakeLiveMigrateDriver", "pid": ...,
+     "report_interval": 1, "service_down_time": 6}
+
+The Nova API needs no token: send ``headers`` with every request (a
+keystoneauth ``Token`` plugin's ``X-Auth-Token`` is accepted and ignored).
+:func:`open_keystone_door` adds a second port, the same Nova behind real
+token validation by the lab's Keystone, registered in its catalog as
+``compute`` (``keystone_compute_url`` in the endpoints entry).
+The control endpoint belongs to the lab only (simulated host failures, fault
+injection, request counters); it is never part of the Nova API.
+
+Stdlib only: this module runs in the operator's or test runner's Python.
+"""
+
+import json
+import pathlib
+
+from selfheal_lab import http_json
+from selfheal_lab import processes
+from selfheal_lab import progress
+from selfheal_lab import state
+from selfheal_lab import venvs
+from selfheal_lab.services import managed
+
+SERVICE = "nova"
+PROCESS = "nova"
+BOX_SCRIPT = pathlib.Path(__file__).resolve().parent / "nova_box.py"
+DEFAULT_HOSTS = ("compute-1", "compute-2", "compute-3")
+# FakeDriver's capacity (1000 vCPUs, 800 GB RAM per host), plus live migration
+# that cleans the guest off the source (FakeDriver leaves it there, so a later
+# move back fails with InstanceExists); each live migration takes about 5 s.
+DEFAULT_DRIVER = "fake.FakeLiveMigrateDriver"
+PROJECT_ID = "6f70656e737461636b20342065766572"
+HEADERS = {
+    "X-Auth-User": "admin",
+    "X-Auth-Project-Id": PROJECT_ID,
+    "X-Roles": "reader,member,admin",
+}
+START_TIMEOUT = 120.0
+
+
+def _log_tail(lines=40):
+    try:
+        text = processes.log_file(SERVICE, PROCESS).read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _endpoint():
+    return state.read_endpoints().get(SERVICE)
+
+
+def _healthy(info):
+    if not info or processes.running_pid(SERVICE, PROCESS) != info.get("pid"):
+        return False
+    try:
+        return _call(info["control_url"], "GET", "/health", timeout=3).get("ok") is True
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
+       timeout=START_TIMEOUT):
+    """Start Nova in a box unless it already runs; return its endpoints.
+
+    When a healthy box is running its info is returned as is (its hosts and
+    driver are kept; add hosts with :func:`add_host`), unless it was started
+    from another version of ``nova_box.py``: that box is replaced (its
+    servers are lost), so a change to the box takes effect.
+
+    :raises RuntimeError: when the box does not become ready in ``timeout``
+        seconds (the message holds the end of its log).
+    """
+    info = _endpoint()
+    source = managed.source_of(BOX_SCRIPT)
+    if _healthy(info) and info.get("source") == source:
+        return info
+    processes.stop(SERVICE, PROCESS)
+    python = venvs.ensure("nova")
+    port = port or processes.free_port()
+    control_port = control_port or processes.free_port()
+    while control_port == port:
+        control_port = processes.free_port()
+    log = processes.log_file(SERVICE, PROCESS)
+    log.write_text("")
+    argv = [str(python), str(BOX_SCRIPT), "--port", str(port),
+            "--control-port", str(control_port), "--hosts", ",".join(hosts),
+            "--driver", driver, "--state-dir", str(state.service_dir(SERVICE))]
+    progress.step(f"starting Nova in a box ({len(hosts)} compute hosts, {driver})")
+    pid = processes.start(SERVICE, PROCESS, argv)
+    control_url = f"http://127.0.0.1:{control_port}"
+    try:
+        ready = processes.wait_ready_line(log, pid, timeout)
+        processes.wait_http(control_url + "/health", timeout=10, pid=pid)
+        box_info = _call(control_url, "GET", "/info")
+    except (RuntimeError, OSError, ValueError) as e:
+        processes.stop(SERVICE, PROCESS)
+        raise RuntimeError(
+            f"Nova in a box did not start: {e}\n--- {log} ---\n{_log_tail()}") from None
+    info = {
+        "compute_url": f"http://127.0.0.1:{port}/v2.1",
+        "control_url": control_url,
+        "headers": dict(HEADERS),
+        "hosts": [h["host"] for h in box_info["hosts"]],
+        "driver": driver,
+        "pid": pid,
+        "report_interval": box_info["report_interval"],
+        "service_down_time": box_info["service_down_time"],
+        "log": str(log),
+        "source": source,
+    }
+    state.update_endpoints(SERVICE, info)
+    progress.step(f"Nova in a box ready in {ready.get('seconds_to_ready')} s "
+                  f"at {info['compute_url']}")
+    return info
+
+
+def down():
+    """Stop the box (by its PID) and forget its endpoints.
+
+    :returns: True if it was running.
+    """
+    was_running = processes.stop(SERVICE, PROCESS)
+    state.update_endpoints(SERVICE, None)
+    return was_running
+
+
+def status():
+    """Return ``{"running": bool, "healthy": bool, "pid": ..., **endpoints}``."""
+    info = _endpoint() or {}
+    pid = processes.running_pid(SERVICE, PROCESS)
+    return dict(info, running=pid is not None, healthy=_healthy(info), pid=pid)
+
+
+# --- lab control endpoint (not Nova) -----------------------------------------
+
+def _call(url, method, path, body=None, timeout=120):
+    return http_json.call(url, method, path, body, timeout, what="nova box control")
+
+
+def _control(method, path, body=None):
+    info = _endpoint()
+    if not info:
+        raise RuntimeError("Nova in a box is not running (call selfheal_lab.services.nova.up())")
+    return _call(info["control_url"], method, path, body)
+
+
+def hosts():
+    """``[{"host": "compute-1", "running": True}, ...]``"""
+    return _control("GET", "/hosts")
+
+
+def add_host(host):
+    """Start a new compute host (no-op when it already runs)."""
+    result = _control("POST", "/hosts", {"host": host})
+    info = _endpoint()
+    if info is not None and host not in info["hosts"]:
+        info["hosts"].append(host)
+        state.update_endpoints(SERVICE, info)
+    return result
+
+
+def stop_host(host):
+    """Simulate a host failure: its nova-compute stops heartbeating.
+
+    The API reports it ``down`` after ``service_down_time`` seconds.
+    """
+    return _control("POST", f"/hosts/{host}/stop")
+
+
+def start_host(host):
+    """Bring a stopped compute host back (like restarting nova-compute)."""
+    return _control("POST", f"/hosts/{host}/start")
+
+
+def request_counts():
+    """``{"total": N, "by_route": {"GET /servers/detail": n, ...}}``"""
+    return _control("GET", "/requests")
+
+
+def reset_request_counts():
+    return _control("POST", "/requests/reset")
+
+
+def inject_spawn_failures(host, n=1):
+    """Make the next ``n`` spawns (boots, evacuation rebuilds) on ``host`` fail."""
+    return _control("POST", "/faults", {"host": host, "fail_spawns": n})
+
+
+def databases():
+    """The box's SQLAlchemy engines: ``[{"url", "pool", "recycle_seconds"}]``."""
+    return _control("GET", "/databases")
+
+
+def info():
+    """Images, flavors and hosts of the box: ``{"images", "flavors", "hosts", ...}``"""
+    return _control("GET", "/info")
+
+
+# --- the Keystone door -------------------------------------------------------
+
+def open_keystone_door():
+    """Serve the box's Nova API behind Keystone too (idempotent).
+
+    Needs the lab's Keystone running. Tokens are validated by
+    keystonemiddleware as the ``nova`` service user; Nova's real policy then
+    applies to the caller's roles. The door's URL is registered in the
+    catalog as ``compute`` and recorded as ``keystone_compute_url``.
+
+    :returns: the door's compute URL.
+    """
+    from selfheal_lab.services import keystone
+
+    info = _endpoint()
+    if not info:
+        raise RuntimeError("Nova in a box is not running (call selfheal_lab.services.nova.up())")
+    identity = keystone.up()
+    door = _control("GET", "/keystone")
+    if door["auth_url"] != identity["url"]:  # closed, or Keystone moved
+        port = door["port"] or info.get("keystone_port")
+        if not door["open"] and (not port or processes.port_open(port)):
+            port = processes.free_port()
+        settings = state.service_dir(SERVICE) / "keystone-door.json"
+        state.write_private(settings, json.dumps({
+            "port": port, "auth_url": identity["url"], "username": "nova",
+            "password": keystone.password("nova"), "project_name": "service"}))
+        door = _control("POST", "/keystone", {"settings_file": str(settings)})
+    url = f"http://127.0.0.1:{door['port']}/v2.1"
+    if info.get("keystone_compute_url") != url:
+        info.update(keystone_compute_url=url, keystone_port=door["port"])
+        state.update_endpoints(SERVICE, info)
+    keystone.register_endpoint("compute", "nova", url)
+    return url
+
+
+def keystone_requests():
+    """Requests the Keystone door served, oldest first: ``[{"route", "status",
+    "user_name", "project_name", "roles", "token_sha256", ...}]``."""
+    return _control("GET", "/keystone/requests")

@@ -1,0 +1,188 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Small, explicit calls to the Nova API, returning plain dicts.
+
+Everything the actions read from or do to Nova goes through :class:`NovaApi`,
+so the decision logic works on plain data, and unit tests drive the same
+logic with a fake that has the same methods.
+"""
+
+import contextlib
+
+from novaclient import api_versions
+from novaclient import exceptions as nova_exc
+
+from selfheal_actions.common.results import ActionFailure
+from selfheal_actions.common.timeutil import iso
+
+#: force-down by service id needs 2.53; older clouds are out of scope.
+MIN_MICROVERSION = "2.53"
+#: from this microversion Nova leaves evacuated servers stopped...
+STOPS_EVACUATED = "2.95"
+#: ...so evacuations are sent at this one at most (see NovaApi.evacuate).
+KEEPS_POWER_STATE = "2.94"
+
+
+class NovaApi:
+    """The Nova calls selfheal makes, on a python-novaclient client."""
+
+    def __init__(self, nova):
+        self.nova = nova
+        if not self.at_least(MIN_MICROVERSION):
+            raise ActionFailure(
+                "unsupported_microversion",
+                f"selfheal needs compute API microversion {MIN_MICROVERSION} or newer, the "
+                f"client speaks {self.microversion}. Leave 'microversion' empty to negotiate.")
+
+    @property
+    def microversion(self):
+        return self.nova.api_version.get_string()
+
+    def at_least(self, version):
+        return self.nova.api_version >= api_versions.APIVersion(version)
+
+    # services
+    def compute_services(self):
+        """All nova-compute services as dicts (id, host, state, status, ...)."""
+        return [s.to_dict() for s in self.nova.services.list(binary="nova-compute")]
+
+    def force_down(self, service_id, down=True):
+        self.nova.services.force_down(service_id, down)
+
+    def disable(self, service_id, reason):
+        self.nova.services.disable_log_reason(service_id, reason)
+
+    def enable(self, service_id):
+        self.nova.services.enable(service_id)
+
+    # servers
+    def servers_on_host(self, host):
+        """Every server on ``host`` (all projects), as dicts."""
+        return [s.to_dict() for s in self.nova.servers.list(
+            search_opts={"all_tenants": True, "host": host})]
+
+    def servers_changed_since(self, since):
+        """Servers (all projects) updated since ``since`` (a datetime)."""
+        return [s.to_dict() for s in self.nova.servers.list(
+            search_opts={"all_tenants": True, "changes-since": iso(since)})]
+
+    def get_server(self, server_id):
+        """A server dict, or None when it does not exist."""
+        try:
+            return self.nova.servers.get(server_id).to_dict()
+        except nova_exc.NotFound:
+            return None
+
+    def evacuate(self, server_id, target_host=None):
+        """Ask Nova to evacuate; the outcome shows later in the migration record.
+
+        Sent at microversion 2.94 at most: up to there Nova rebuilds the
+        server in the power state it had, while from 2.95 it leaves every
+        evacuated server stopped, and starting each one again costs a
+        request and a power-on cycle per server.
+        """
+        with self._capped(KEEPS_POWER_STATE):
+            self.nova.servers.evacuate(server_id, host=target_host)
+
+    @contextlib.contextmanager
+    def _capped(self, version):
+        """Send the calls inside at ``version`` at most."""
+        current = self.nova.api_version
+        self.nova.api_version = min(current, api_versions.APIVersion(version))
+        try:
+            yield
+        finally:
+            self.nova.api_version = current
+
+    def start(self, server_id):
+        self.nova.servers.start(server_id)
+
+    def stop(self, server_id):
+        self.nova.servers.stop(server_id)
+
+    def pause(self, server_id):
+        self.nova.servers.pause(server_id)
+
+    def unpause(self, server_id):
+        self.nova.servers.unpause(server_id)
+
+    def reset_to_error(self, server_id):
+        self.nova.servers.reset_state(server_id, "error")
+
+    # migrations
+    def evacuations_from(self, host, since=None):
+        """Evacuation migrations whose source is ``host``, as dicts."""
+        kwargs = {"source_compute": host, "migration_type": "evacuation"}
+        if since is not None and self.at_least("2.59"):
+            kwargs["changes_since"] = iso(since)
+        return [m.to_dict() for m in self.nova.migrations.list(**kwargs)]
+
+    def migrations_from(self, host, migration_type=None, since=None):
+        """Migrations whose source is ``host`` (all types, or one: ``live-migration``,
+        ``migration`` for cold), as dicts."""
+        kwargs = {"source_compute": host}
+        if migration_type:
+            kwargs["migration_type"] = migration_type
+        if since is not None and self.at_least("2.59"):
+            kwargs["changes_since"] = iso(since)
+        return [m.to_dict() for m in self.nova.migrations.list(**kwargs)]
+
+    def live_migrate(self, server_id, target_host=None):
+        """Ask Nova to live-migrate (block migration chosen by Nova, ``auto``).
+
+        From 2.34 the request is asynchronous: the outcome shows later in the
+        ``live-migration`` record (``completed``, or ``error``/``failed``).
+        """
+        self.nova.servers.live_migrate(server_id, target_host, "auto")
+
+    def cold_migrate(self, server_id, target_host=None):
+        """Ask Nova to cold-migrate; the record ends ``finished`` (then confirm)."""
+        if target_host and self.at_least("2.56"):
+            self.nova.servers.migrate(server_id, host=target_host)
+        else:
+            self.nova.servers.migrate(server_id)
+
+    def confirm_migration(self, server_id):
+        """Confirm a finished cold migration (the server is VERIFY_RESIZE)."""
+        self.nova.servers.confirm_resize(server_id)
+
+    # aggregates (the per-host claim of selfheal_actions.common.host_claim)
+    def create_aggregate(self, name):
+        """Create an empty aggregate; raises novaclient Conflict if the name exists."""
+        return self.nova.aggregates.create(name, None).to_dict()
+
+    def find_aggregate(self, name):
+        for aggregate in self.nova.aggregates.list():
+            if aggregate.name == name:
+                return aggregate.to_dict()
+        return None
+
+    def set_aggregate_metadata(self, aggregate_id, metadata):
+        self.nova.aggregates.set_metadata(aggregate_id, metadata)
+
+    def delete_aggregate(self, aggregate_id):
+        self.nova.aggregates.delete(aggregate_id)
+
+    @property
+    def stops_evacuated_servers(self):
+        """Never: :meth:`evacuate` stays below the microversion that would."""
+        return False
+
+
+def find_service(services, host):
+    """The service dict of ``host`` among ``services``.
+
+    :raises ActionFailure: ``host_not_found``, naming the known hosts.
+    """
+    for service in services:
+        if service["host"] == host:
+            return service
+    known = ", ".join(sorted(s["host"] for s in services)) or "none"
+    raise ActionFailure("host_not_found",
+                        f"no nova-compute service on host '{host}'. Known compute hosts: "
+                        f"{known}. Check the host name (the service host, which can differ "
+                        "from the hypervisor FQDN).", host=host)
+
+
+def client_error(error):
+    """``(http status, message)`` of a novaclient error."""
+    return getattr(error, "code", None), getattr(error, "message", None) or str(error)

@@ -1,0 +1,345 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Replace a dead member of a Heat-managed group: mark it unhealthy, update
+the stack, and verify the replacement.
+
+This is what Heat's sample autohealing workflow does in two bare calls, plus
+what it lacks: it finds the member anywhere in nested stacks (by resource
+name or physical id, such as the server UUID an Aodh alarm carries), survives
+repeated alarms (an update already running is waited for, and a member it
+already replaced is a no-op), waits for the update within a bound and checks
+that the member really was replaced.
+"""
+
+import time
+
+from heatclient import exc as heat_exc
+from keystoneauth1 import exceptions as ks_exc
+
+from selfheal_actions.common import clients
+from selfheal_actions.common import inputs
+from selfheal_actions.common.results import ActionFailure
+from selfheal_actions.common.results import InvalidInput
+from selfheal_actions.common.results import SelfhealAction
+from selfheal_actions.common.results import change
+from selfheal_actions.common.timeutil import parse_time
+from selfheal_actions.common.timeutil import utcnow
+from selfheal_actions.heat import orchestration
+from selfheal_actions.heat.orchestration import UpdateInProgress
+
+#: stack polls start fast (a member replacement takes seconds) and slow down
+FIRST_POLL_SECONDS = 0.25
+MAX_POLL_SECONDS = 2.0
+HEALTHY = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "CHECK_COMPLETE", "RESUME_COMPLETE",
+           "ADOPT_COMPLETE")
+
+
+def in_progress(status):
+    return status.endswith("_IN_PROGRESS")
+
+
+def is_failed(status):
+    return status.endswith("_FAILED") or status.startswith("DELETE_")
+
+
+def find_member(resources, member):
+    """The resource ``member`` names (physical id first, then resource name).
+
+    :returns: the resource dict, or None when nothing matches.
+    :raises ActionFailure: ``ambiguous_member`` when a name matches several.
+    """
+    by_id = [r for r in resources if r["physical_id"] == member]
+    if by_id:
+        return by_id[0]
+    by_name = [r for r in resources if r["name"] == member]
+    if len(by_name) > 1:
+        raise ActionFailure(
+            "ambiguous_member",
+            f"{len(by_name)} resources are named '{member}' in nested stacks; give the "
+            "member's physical id (e.g. the server UUID) instead.",
+            candidates=[{"stack": r["stack"], "physical_id": r["physical_id"]}
+                        for r in by_name])
+    return by_name[0] if by_name else None
+
+
+def check_replaceable(resource):
+    """Refuse members whose replacement is not what an alarm should cause."""
+    if resource["nested"]:
+        raise ActionFailure(
+            "member_not_replaceable",
+            f"'{resource['name']}' is a {resource['type']} (a group or nested stack): "
+            "marking it would rebuild everything in it. Name one member of the group.",
+            member=resource["name"], type=resource["type"])
+    if resource["status"].startswith("DELETE_"):
+        raise ActionFailure(
+            "member_not_replaceable",
+            f"'{resource['name']}' is being deleted ({resource['status']}); nothing to heal.",
+            member=resource["name"], status=resource["status"])
+
+
+def _moment(name, value):
+    text = inputs.text(name, value, required=False)
+    if text is None:
+        return None
+    moment = parse_time(text)
+    if moment is None:
+        raise InvalidInput(f"input '{name}' must be an ISO 8601 time such as "
+                           f"2026-11-22T10:00:00Z, got {value!r}")
+    return moment
+
+
+class MarkUnhealthyAction(SelfhealAction):
+    """Replace one member of a Heat stack: mark it unhealthy, update the stack
+    with ``existing=true``, wait, and verify that Heat replaced it.
+
+    :param stack: the root stack (name or id): where the member is searched
+        (in nested stacks too) and which is updated.
+    :param member: the member as a resource name (e.g. ``"2"`` in a
+        ResourceGroup) or a physical id (e.g. the server UUID of an Aodh
+        event alarm). Physical ids are unique; a name that exists in several
+        nested stacks is refused as ambiguous.
+    :param reason: why it is unhealthy (shown in Heat's resource status
+        reason); defaults to one naming this workflow execution.
+    :param since: when the failure was seen (ISO 8601 UTC, e.g. the alarm
+        event's ``generated``): a member rebuilt after that moment was
+        already replaced by an earlier alarm and is left alone. Empty: only
+        an update this action waited for counts as an earlier heal.
+    :param timeout: seconds to wait for running and own stack updates.
+    :param nested_depth: how deep to search nested stacks.
+    :param dry_run: report what would be marked and updated; change nothing.
+    :returns: ``outcome`` (``replaced``, ``already_replaced`` when an earlier
+        alarm's update replaced it, or ``would_replace``), ``stack`` (id,
+        name, status), ``member`` (name, stack, old_physical_id,
+        new_physical_id, status), ``waited_for_updates`` (how many updates
+        of others it waited for), ``seconds``, and ``changes``. Error
+        reasons: ``invalid_input``, ``stack_not_found``, ``stack_failed``
+        (the stack is in a failed state: fix it first), ``member_not_found``,
+        ``ambiguous_member``, ``member_not_replaceable``, ``update_timeout``,
+        ``update_failed``, ``replacement_not_verified``, ``heat_error``,
+        ``configuration_error``, ``service_unreachable``.
+    """
+
+    action_name = "selfheal.mark_unhealthy"
+
+    def __init__(self, stack, member, reason="", since="", timeout=600, nested_depth=5,
+                 dry_run=False):
+        self.stack = stack
+        self.member = member
+        self.reason = reason
+        self.since = since
+        self.timeout = timeout
+        self.nested_depth = nested_depth
+        self.dry_run = dry_run
+
+    def _arguments(self):
+        return {
+            "stack": inputs.text("stack", self.stack),
+            "member": inputs.text("member", self.member),
+            "reason": inputs.text("reason", self.reason, required=False),
+            "since": _moment("since", self.since),
+            "timeout": inputs.number("timeout", self.timeout, minimum=1, maximum=7200),
+            "nested_depth": inputs.number("nested_depth", self.nested_depth, minimum=1,
+                                          maximum=20, integer=True),
+            "dry_run": inputs.boolean("dry_run", self.dry_run),
+        }
+
+    def execute(self, context):
+        args = self._arguments()
+        self.dry_run = args["dry_run"]
+        reason = args["reason"] or (
+            f"marked unhealthy by selfheal (execution {clients.execution_id(context)})")
+        heal = MemberHealing(orchestration.HeatApi(clients.heat(context)), args, reason)
+        try:
+            return heal.run()
+        except heat_exc.HTTPException as e:
+            raise orchestration.heat_failure(e, "answer", heal.changes) from None
+        except ks_exc.ConnectionError as e:
+            raise ActionFailure("service_unreachable",
+                                f"cannot reach the orchestration API: {type(e).__name__}. Check "
+                                "the catalog or the explicit endpoint.",
+                                changes=heal.changes) from None
+
+
+class MemberHealing:
+    """One run of :class:`MarkUnhealthyAction` (state between the steps)."""
+
+    def __init__(self, heat, args, reason, clock=time.monotonic, sleep=time.sleep):
+        self.heat = heat
+        self.args = args
+        self.reason = reason
+        self.clock = clock
+        self.sleep = sleep
+        self.started = utcnow()
+        self.deadline = clock() + args["timeout"]
+        self.waited = 0
+        self.own_update_started = None  # the stack's updated_time once ours ran
+        self.changes = []
+
+    def run(self):
+        t0 = self.clock()
+        member = self.args["member"]
+        root = self._root_stack()
+        while True:
+            if in_progress(root["status"]):
+                root = self._wait_for_update(root, own=False)
+            if is_failed(root["status"]):
+                raise ActionFailure(
+                    "stack_failed",
+                    f"stack {root['name']} is {root['status']} ({root['status_reason']}); "
+                    "an update now would act on a broken stack. Fix it (e.g. `openstack stack "
+                    "update --existing` by hand, or check its events), then heal again.",
+                    changes=self.changes, stack=root["id"], status=root["status"])
+            resources = self.heat.resources(root["identity"], self.args["nested_depth"])
+            resource = find_member(resources, member)
+            if resource is None:
+                return self._already_replaced_or_unknown(root, resources, t0)
+            check_replaceable(resource)
+            if resource["physical_id"] != member and self._rebuilt_since_failure(resource):
+                return self._result("already_replaced", root, resource, resource, t0)
+            if self.args["dry_run"]:
+                return self._would_replace(root, resource, t0)
+            try:
+                self._mark(resource)
+                before = root["updated_time"]
+                self.heat.update_existing(root["identity"])
+            except UpdateInProgress:
+                # Another alarm's update runs: wait for it, then decide again
+                # (it may have replaced our member already).
+                root = self._wait_for_update(self.heat.stack(root["id"]), own=False)
+                continue
+            self.changes.append(change(f"stack {root['name']}", "updated", existing=True))
+            root = self._wait_for_update(self.heat.stack(root["id"]), own=True, before=before)
+            return self._verify(root, resource, t0)
+
+    # --- steps -----------------------------------------------------------
+
+    def _root_stack(self):
+        root = self.heat.stack(self.args["stack"])
+        if root is None:
+            raise ActionFailure("stack_not_found",
+                                f"no stack '{self.args['stack']}' is visible to this project. "
+                                "Check the name or id (`openstack stack list`).",
+                                stack=self.args["stack"])
+        return root
+
+    def _mark(self, resource):
+        if resource["status"] == "CHECK_FAILED":
+            return  # already marked (by an earlier alarm or by hand)
+        self.heat.mark_unhealthy(resource["stack"], resource["name"], self.reason)
+        self.changes.append(change(f"resource {resource['name']}", "marked_unhealthy",
+                                   stack=resource["stack"], physical_id=resource["physical_id"],
+                                   reason=self.reason))
+
+    def _wait_for_update(self, root, own, before=None):
+        """Poll the root stack until no update runs; return it.
+
+        :param own: the update is ours (its failure is ours to report).
+        :param before: the stack's ``updated_time`` before our update, so an
+            answer from before the update started is not taken as its end.
+        """
+        if not own:
+            self.waited += 1
+        interval = FIRST_POLL_SECONDS
+        while True:
+            if root is None:
+                raise ActionFailure("stack_not_found", "the stack disappeared while healing",
+                                    changes=self.changes)
+            if own and self.own_update_started is None and root["updated_time"] != before:
+                self.own_update_started = root["updated_time"]
+            started = self.own_update_started is not None or in_progress(root["status"])
+            if not in_progress(root["status"]) and (not own or started):
+                break
+            if own and root["updated_time"] not in (before, self.own_update_started):
+                # ours ended and another alarm's update began: the member
+                # tells whether ours did its job
+                return root
+            if self.clock() > self.deadline:
+                raise ActionFailure(
+                    "update_timeout",
+                    f"stack {root['name']} was still {root['status']} after "
+                    f"{self.args['timeout']} s. It may still finish: check `openstack stack "
+                    "show`; raise 'timeout' for large stacks.",
+                    changes=self.changes, stack=root["id"], status=root["status"])
+            self.sleep(interval)
+            interval = min(interval * 1.5, MAX_POLL_SECONDS)
+            root = self.heat.stack(root["id"])
+        if own and root["status"] != "UPDATE_COMPLETE":
+            raise ActionFailure(
+                "update_failed",
+                f"the update of stack {root['name']} ended {root['status']}: "
+                f"{root['status_reason']}. The member is still marked unhealthy; fix the "
+                "cause and run `openstack stack update --existing`.",
+                changes=self.changes, stack=root["id"], status=root["status"])
+        return root
+
+    def _rebuilt_since_failure(self, resource):
+        """A member named by resource name was created after the failure was
+        seen (``since``) or, without ``since``, by an update we waited for:
+        an earlier alarm's heal replaced it. Healing it again would replace
+        it twice for one failure. (A member named by physical id needs no
+        such guess: while that id exists, it was not replaced.)"""
+        if resource["status"] not in HEALTHY:
+            return False
+        since = self.args["since"] or (self.started if self.waited else None)
+        if since is None:
+            return False
+        # creation_time, not updated_time: an update of the group touches
+        # members in place without replacing them.
+        created = parse_time(resource.get("creation_time"))
+        return created is not None and created >= since.replace(microsecond=0)
+
+    def _already_replaced_or_unknown(self, root, resources, t0):
+        member = self.args["member"]
+        history = self.heat.events_of_physical_id(root["identity"], member,
+                                                  self.args["nested_depth"])
+        if history:
+            name = history[0]["name"]
+            current = [r for r in resources if r["name"] == name
+                       and (history[0]["stack"] in (None, r["stack"]))]
+            if current and current[0]["status"] in HEALTHY:
+                old = dict(current[0], physical_id=member)
+                return self._result("already_replaced", root, old, current[0], t0)
+        raise ActionFailure(
+            "member_not_found",
+            f"no resource named or with physical id '{member}' in stack {root['name']} or its "
+            "nested stacks (nor in their history). Check the alarm's stack and instance.",
+            stack=root["id"], member=member)
+
+    def _would_replace(self, root, resource, t0):
+        changes = []
+        if resource["status"] != "CHECK_FAILED":
+            changes.append(change(f"resource {resource['name']}", "marked_unhealthy",
+                                  stack=resource["stack"], physical_id=resource["physical_id"],
+                                  reason=self.reason))
+        changes.append(change(f"stack {root['name']}", "updated", existing=True))
+        self.changes = changes
+        return self._result("would_replace", root, resource, None, t0)
+
+    def _verify(self, root, old, t0):
+        resources = self.heat.resources(root["identity"], self.args["nested_depth"])
+        new = [r for r in resources if r["name"] == old["name"] and r["stack"] == old["stack"]]
+        if not new or new[0]["physical_id"] == old["physical_id"] or (
+                new[0]["status"] not in HEALTHY):
+            found = new[0] if new else None
+            raise ActionFailure(
+                "replacement_not_verified",
+                f"the update of stack {root['name']} finished but member '{old['name']}' was "
+                f"not replaced (now: {found and found['status']}, physical id "
+                f"{found and found['physical_id']}). Check the resource's events.",
+                changes=self.changes, member=old["name"], now=found)
+        # Another alarm's update may have replaced it between our read and
+        # our update (ours then changed nothing): say so, not "replaced".
+        created = parse_time(new[0].get("creation_time"))
+        ours_started = parse_time(self.own_update_started)
+        if created and ours_started and created < ours_started:
+            return self._result("already_replaced", root, old, new[0], t0)
+        return self._result("replaced", root, old, new[0], t0)
+
+    def _result(self, outcome, root, old, new, t0):
+        member = {"name": old["name"], "stack": old["stack"],
+                  "old_physical_id": old["physical_id"],
+                  "new_physical_id": new["physical_id"] if new else None,
+                  "status": (new or old)["status"]}
+        return {"outcome": outcome, "changes": self.changes,
+                "stack": {"id": root["id"], "name": root["name"], "status": root["status"]},
+                "member": member, "waited_for_updates": self.waited,
+                "seconds": round(self.clock() - t0, 2)}

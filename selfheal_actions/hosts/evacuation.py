@@ -1,0 +1,322 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The evacuate-and-verify action and its helper for per-instance triggers.
+
+The planning is in :mod:`selfheal_actions.hosts.evacuation_plan` (pure decisions),
+the carrying out in :mod:`selfheal_actions.hosts.evacuation_run`; this module
+checks inputs and the host, claims it (:mod:`selfheal_actions.common.host_claim`) and
+shapes the result.
+"""
+
+import time
+
+from selfheal_actions.common import clients
+from selfheal_actions.common import compute
+from selfheal_actions.common import host_claim
+from selfheal_actions.common import inputs
+from selfheal_actions.common import markers
+from selfheal_actions.common.results import ActionFailure
+from selfheal_actions.common.results import SelfhealAction
+from selfheal_actions.common.results import change
+from selfheal_actions.hosts import evacuation_plan as plans
+from selfheal_actions.hosts import fencing
+from selfheal_actions.hosts.evacuation_run import EvacuationRun
+from selfheal_actions.hosts.evacuation_run import RunOptions
+from selfheal_actions.moves.windowed_run import summary_line
+from selfheal_actions.moves.windowed_run import totals
+
+
+class EvacuateAndVerifyAction(SelfhealAction):
+    """Evacuate every instance of a fenced host and prove where each one landed.
+
+    The host must be fenced (its nova-compute service forced down): with
+    ``fence`` true the action fences it itself, as ``selfheal.fence_host``
+    does and with the same refusals, after every input and the plan were
+    checked; otherwise an unfenced host is refused and nothing is done. Each
+    instance is verified: its evacuation migration reached ``done``, it is on
+    another host, and it is in the power state it had before (evacuations are
+    sent at microversion 2.94 at most, where Nova keeps the power state; one
+    that still ends wrong is started or stopped). A failed evacuation is
+    retried on another host up to ``max_attempts``. Rerunning it (or running
+    two at once) never evacuates an instance twice: migrations already in
+    flight are picked up.
+
+    :param host: the failed host (string, required).
+    :param instance_ids: only these instances of the host (list; empty: all).
+    :param concurrency: evacuations in flight at once (1-200, default 25).
+    :param max_attempts: attempts per instance (1-10, default 3).
+    :param target_hosts: ordered reserved hosts to evacuate to; empty lets
+        the scheduler choose.
+    :param include_error_instances: also evacuate instances that were in
+        ERROR before the failure (default false).
+    :param exclude_metadata_key: instances whose metadata has this key set
+        to a true value stay where they are (default ``selfheal_exclude``).
+    :param exclude_flavors: flavor names or ids to leave alone.
+    :param exclude_images: image ids to leave alone.
+    :param force: evacuate even a host under planned maintenance.
+    :param fence: fence the host first (force down, then disable with a
+        ``selfheal:fenced`` marker) when it is not fenced yet (default false).
+    :param reason: with ``fence``: written into the disabled reason.
+    :param max_down_ratio: with ``fence``: refuse when more than this share
+        (0-1) of compute services would be down (default 0.5).
+    :param host_powered_off: with ``fence``: the node is known to be off, so
+        a service Nova still sees up may be fenced.
+    :param timeout: seconds the action may run (10-3600, default 600); it
+        returns by then whatever the state.
+    :param poll_interval: longest pause between two polls, seconds (default 2).
+    :param dry_run: return the plan, change nothing.
+    :param microversion: compute API microversion; empty negotiates.
+    :returns: ``host``, ``microversion``, ``plan`` (``instances`` with their
+        ``decision``, ``reason`` and ``outcome`` planned / skipped /
+        already_evacuated, before anything changed; ``totals``),
+        ``fencing`` (with ``fence``: what fencing did or would do, as
+        ``selfheal.fence_host`` reports it; else null), ``instances`` (per
+        instance: id, name, source, destination, migration_id,
+        migration_status, attempts, seconds, outcome: evacuated /
+        already_evacuated / skipped / failed / timed_out / planned, reason),
+        ``totals``, ``seconds``, ``changes``. Error reasons:
+        ``invalid_input``, ``host_not_found``, ``host_not_fenced``,
+        ``host_in_maintenance``, ``host_still_up`` and
+        ``too_many_hosts_down`` (with ``fence``), ``host_busy`` (another
+        execution still heals the host after ``timeout``),
+        ``evacuation_incomplete`` (some instances failed or timed out; the
+        details list them), and the client errors of fence_host.
+    """
+
+    action_name = "selfheal.evacuate_and_verify"
+
+    def __init__(self, host, instance_ids=None, concurrency=25, max_attempts=3,
+                 target_hosts=None, include_error_instances=False,
+                 exclude_metadata_key="selfheal_exclude", exclude_flavors=None,
+                 exclude_images=None, force=False, fence=False, reason="host failure",
+                 max_down_ratio=0.5, host_powered_off=False, timeout=600, poll_interval=2,
+                 dry_run=False, microversion=None):
+        self.host = host
+        self.instance_ids = instance_ids
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.target_hosts = target_hosts
+        self.include_error_instances = include_error_instances
+        self.exclude_metadata_key = exclude_metadata_key
+        self.exclude_flavors = exclude_flavors
+        self.exclude_images = exclude_images
+        self.force = force
+        self.fence = fence
+        self.reason = reason
+        self.max_down_ratio = max_down_ratio
+        self.host_powered_off = host_powered_off
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.dry_run = dry_run
+        self.microversion = microversion
+
+    def _validated(self):
+        return {
+            "host": inputs.text("host", self.host),
+            "instance_ids": inputs.text_list("instance_ids", self.instance_ids),
+            "concurrency": inputs.number("concurrency", self.concurrency, 1, 200, integer=True),
+            "max_attempts": inputs.number("max_attempts", self.max_attempts, 1, 10, integer=True),
+            "target_hosts": inputs.text_list("target_hosts", self.target_hosts),
+            "include_error": inputs.boolean("include_error_instances",
+                                            self.include_error_instances),
+            "exclude_key": inputs.text("exclude_metadata_key", self.exclude_metadata_key,
+                                       required=False),
+            "exclude_flavors": inputs.text_list("exclude_flavors", self.exclude_flavors),
+            "exclude_images": inputs.text_list("exclude_images", self.exclude_images),
+            "force": inputs.boolean("force", self.force),
+            "fence": inputs.boolean("fence", self.fence),
+            "reason": inputs.text("reason", self.reason, required=False) or "host failure",
+            "max_down_ratio": inputs.number("max_down_ratio", self.max_down_ratio, 0, 1),
+            "host_powered_off": inputs.boolean("host_powered_off", self.host_powered_off),
+            "timeout": inputs.number("timeout", self.timeout, 10, 3600),
+            "poll_interval": inputs.number("poll_interval", self.poll_interval, 0.1, 60),
+            "dry_run": inputs.boolean("dry_run", self.dry_run),
+            "microversion": inputs.microversion("microversion", self.microversion),
+        }
+
+    def execute(self, context):
+        args = self._validated()
+        host = args["host"]
+        if host in args["target_hosts"]:
+            raise ActionFailure("invalid_input", f"target_hosts names the failed host '{host}'")
+        started = time.monotonic()
+        api = compute.NovaApi(clients.nova(context, args["microversion"]))
+        services = api.compute_services()
+        service = compute.find_service(services, host)
+        known = {s["host"] for s in services}
+        unknown = [h for h in args["target_hosts"] if h not in known]
+        if unknown:
+            raise ActionFailure("invalid_input", f"target_hosts has unknown hosts {unknown}; "
+                                f"known compute hosts: {sorted(known)}")
+        steps = self._fencing_steps(service, services, args)
+        result = {"host": host, "microversion": api.microversion, "fencing": None}
+        if args["dry_run"]:
+            return self._plan_only(api, service, steps, args, context, result, started)
+
+        # One healer per host: Nova would accept a second, concurrent evacuation.
+        lock = host_claim.HostLock(api, host, owner=clients.execution_id(context))
+        lock.acquire(timeout=args["timeout"])
+        try:
+            # read again under the claim: a healer we waited for may have
+            # fenced the host, and its marker dates its evacuations
+            services = api.compute_services()
+            service = compute.find_service(services, host)
+            steps = self._fencing_steps(service, services, args)
+            entries, earlier = self._plan(api, host, args, self._fenced_at(service))
+            result["plan"] = self._plan_report(entries, earlier)
+            candidates = [s["host"] for s in services if s["host"] != host
+                          and s["state"] == "up" and s["status"] == "enabled"]
+            remaining = args["timeout"] - (time.monotonic() - started)
+            run = EvacuationRun(api, host, entries, RunOptions(
+                args["concurrency"], args["max_attempts"], args["target_hosts"],
+                max(remaining, 1), args["poll_interval"], candidates), on_cycle=lock.refresh)
+            if args["fence"]:
+                result["fencing"] = fencing.carry_out(
+                    api, service, steps, fencing.fenced_marker(context, args["reason"]))
+                # the run's change log starts with the fencing, so a refusal
+                # in the middle of the run reports it too
+                run.changes.extend(result["fencing"]["changes"])
+            run.run()
+            changes = run.changes
+        finally:
+            lock.release()
+        instances = earlier + entries
+        result.update(instances=instances, totals=totals(instances),
+                      seconds=round(time.monotonic() - started, 2), changes=changes)
+        if lock.waited_for:
+            result["waited_for"] = lock.waited_for
+        unrecovered = [e for e in instances if e["outcome"] in ("failed", "timed_out")]
+        if unrecovered:
+            details = {k: v for k, v in result.items() if k != "changes"}
+            raise ActionFailure(
+                "evacuation_incomplete",
+                f"{len(unrecovered)} of {len(instances)} instances on '{host}' were not "
+                "recovered: " + "; ".join(summary_line(e) for e in unrecovered) +
+                ". The others are verified. Fix the cause (capacity, target hosts) and run "
+                "the workflow again: it resumes without evacuating anything twice.",
+                changes=changes, **details)
+        return result
+
+    @staticmethod
+    def _fencing_steps(service, services, args):
+        """What fencing the host takes ([] when fenced), or a refusal.
+
+        :raises ActionFailure: ``host_in_maintenance``; with ``fence`` the
+            refusals of :func:`fencing.fencing_steps`; without it
+            ``host_not_fenced`` (in a real run).
+        """
+        if args["fence"]:  # fencing_steps refuses a host in maintenance too
+            return fencing.fencing_steps(service, services, args["max_down_ratio"],
+                                         args["host_powered_off"], args["force"])
+        host = service["host"]
+        if markers.kind_of(service.get("disabled_reason")) == markers.MAINTENANCE and (
+                not args["force"]):
+            raise ActionFailure(
+                "host_in_maintenance",
+                f"host '{host}' is under planned maintenance; the maintenance flow moves its "
+                "instances. Pass force=true only if it really failed.", host=host)
+        if not service.get("forced_down") and not args["dry_run"]:
+            raise ActionFailure(
+                "host_not_fenced",
+                f"host '{host}' is not fenced (its nova-compute service is not forced down), "
+                "so its instances may still run there. Run selfheal.fence_host first, or pass "
+                "fence=true (the selfheal.host_failure.evacuate_host workflow does).",
+                host=host)
+        return []
+
+    @staticmethod
+    def _fenced_at(service):
+        marker = markers.parse(service.get("disabled_reason"))
+        return marker["at"] if marker and marker["kind"] == markers.FENCED else None
+
+    @staticmethod
+    def _plan_report(entries, earlier):
+        """The plan as it stood before anything changed (a copy: the run updates entries)."""
+        planned = [dict(e, outcome=e.get("outcome") or (
+            "skipped" if e["decision"] == "skip" else "planned")) for e in earlier + entries]
+        return {"instances": planned, "totals": totals(planned)}
+
+    def _plan(self, api, host, args, fenced_at):
+        """Plan entries for the host's servers, and the ones moved earlier."""
+        servers = api.servers_on_host(host)
+        migrations = api.evacuations_from(host)
+        options = plans.PlanOptions(args["exclude_key"], args["exclude_flavors"],
+                                    args["exclude_images"], args["include_error"],
+                                    args["instance_ids"])
+        entries = plans.plan(host, servers, migrations, options, fenced_at)
+        earlier = [self._earlier_entry(m, host) for m in plans.already_evacuated(
+            migrations, servers, fenced_at, options.instance_ids)]
+        missing = sorted(set(args["instance_ids"]) - {e["id"] for e in entries}
+                         - {e["id"] for e in earlier})
+        if missing:
+            raise ActionFailure("invalid_input", f"instance_ids not on host '{host}': {missing}",
+                                host=host)
+        return entries, earlier
+
+    def _plan_only(self, api, service, steps, args, context, result, started):
+        host = service["host"]
+        entries, earlier = self._plan(api, host, args, self._fenced_at(service))
+        result["plan"] = self._plan_report(entries, earlier)
+        changes = []
+        if args["fence"]:
+            marker = fencing.fenced_marker(context, args["reason"])
+            result["fencing"] = fencing.carry_out(api, service, steps, marker, dry_run=True)
+            changes = list(result["fencing"]["changes"])
+        for entry in entries:
+            entry["outcome"] = "skipped" if entry["decision"] == "skip" else "planned"
+        instances = earlier + entries
+        changes += [change(f"server {e['id']}", "would_evacuate")
+                    for e in entries if e["outcome"] == "planned"]
+        result.update(instances=instances, totals=totals(instances),
+                      seconds=round(time.monotonic() - started, 2), changes=changes)
+        if not service.get("forced_down") and not args["fence"]:
+            result["note"] = (f"host '{host}' is not fenced yet: a real run refuses until "
+                              "selfheal.fence_host has run (or with fence=true)")
+        return result
+
+    @staticmethod
+    def _earlier_entry(migration, host):
+        return {"id": migration["instance_uuid"], "name": None, "source": host,
+                "destination": migration.get("dest_compute"), "decision": "none",
+                "reason": "evacuated by an earlier run", "migration_id": migration["id"],
+                "migration_status": migration.get("status"), "attempts": 0, "seconds": None,
+                "outcome": "already_evacuated"}
+
+
+class LocateInstancesAction(SelfhealAction):
+    """Group instances by the compute host they are on.
+
+    For per-instance triggers: the workflow then fences and evacuates each
+    host with only those instances.
+
+    :param instance_ids: server UUIDs (list of strings, required).
+    :param microversion: compute API microversion; empty negotiates.
+    :returns: ``hosts`` ({host: [ids]}), ``missing`` (ids Nova does not
+        know), ``host_list`` ([{host, instance_ids}] for with-items). Error
+        reasons: ``invalid_input``, ``instances_not_found`` (none exist).
+    """
+
+    action_name = "selfheal.locate_instances"
+
+    def __init__(self, instance_ids, microversion=None):
+        self.instance_ids = instance_ids
+        self.microversion = microversion
+
+    def execute(self, context):
+        ids = inputs.text_list("instance_ids", self.instance_ids)
+        if not ids:
+            raise ActionFailure("invalid_input", "input 'instance_ids' must list at least one "
+                                "server UUID")
+        version = inputs.microversion("microversion", self.microversion)
+        api = compute.NovaApi(clients.nova(context, version))
+        hosts, missing = {}, []
+        for server_id in dict.fromkeys(ids):
+            server = api.get_server(server_id)
+            if server is None:
+                missing.append(server_id)
+            else:
+                hosts.setdefault(server.get("OS-EXT-SRV-ATTR:host"), []).append(server_id)
+        if not hosts:
+            raise ActionFailure("instances_not_found", f"none of {ids} exists in Nova",
+                                missing=missing)
+        return {"hosts": hosts, "missing": missing, "changes": [],
+                "host_list": [{"host": h, "instance_ids": v} for h, v in sorted(hosts.items())]}
