@@ -1,2 +1,0 @@
-# SPDX-License-Identifier: Apache-2.0
-"""The lab's services: each module starts, stops and talks to one of them."""
