@@ -136,7 +136,7 @@ def run(keep_lab=False):
           f"{', '.join(changes) or 'nothing to change'}")
 
     if keep_lab:
-        print("\nThe lab is still running (selfheal lab status; selfheal lab down).")
+        print("\nThe lab is still running (selfheal-lab status; selfheal-lab down).")
     else:
         lab.down()
     healed = execution["state"] == "SUCCESS"

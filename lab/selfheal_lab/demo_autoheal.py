@@ -84,7 +84,7 @@ def run(keep_lab=False):
           f"stack {heal_lab.stack(stack_id).stack_status}")
 
     if keep_lab:
-        print(f"\nThe lab and stack {name} are still running (selfheal lab down).")
+        print(f"\nThe lab and stack {name} are still running (selfheal-lab down).")
     else:
         zaqar_client.delete_queue(queue)
         heal_lab.delete(stack_id)

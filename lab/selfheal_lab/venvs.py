@@ -87,7 +87,8 @@ def install_package(name, path, force=False):
 def source_digest(path):
     """Hash of everything that ends up in the installed package."""
     h = hashlib.sha256()
-    parts = ("selfheal_actions", "workbooks", "vitrage_templates", "heat_templates", "setup.cfg",
+    parts = ("selfheal_actions", "selfheal_tools", "workbooks", "vitrage_templates",
+             "heat_templates", "setup.cfg",
              "pyproject.toml")
     for sub in parts:
         root = pathlib.Path(path) / sub

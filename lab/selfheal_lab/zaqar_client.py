@@ -17,7 +17,7 @@ class ZaqarAPIError(RuntimeError):
 def _info():
     info = state.read_endpoints().get("zaqar")
     if not info:
-        raise ZaqarAPIError("Zaqar is not running in the lab (selfheal lab up --with heat)")
+        raise ZaqarAPIError("Zaqar is not running in the lab (selfheal-lab up --with heat)")
     return info
 
 

@@ -42,3 +42,105 @@ def test_the_lab_commands_point_to_the_lab_distribution(capsys):
     err = capsys.readouterr().err
     assert "selfheal demo: the lab is not part of the product" in err
     assert "`selfheal-lab lab`" not in err and "`selfheal-lab demo`" in err
+
+
+def _maintenance_with(extra_task, on_success="notify_operator"):
+    """The shipped maintenance workbook, its drain task followed by ``extra_task``."""
+    text = (data.workbooks_dir() / "maintenance.yaml").read_text()
+    anchor = "        publish:\n          drain: <% task().result %>\n"
+    assert anchor in text
+    text = text.replace(anchor, f"        on-success:\n          - {on_success}\n" + anchor, 1)
+    anchor = "  finish_maintenance:\n"
+    return text.replace(anchor, extra_task + "\n" + anchor, 1)
+
+
+NOTIFY_BY_HTTP = """\
+      notify_operator:
+        action: std.http
+        input:
+          url: https://chat.example.org/hooks/ops
+          method: POST
+          body:
+            text: <% $.host %> is drained
+"""
+
+
+def test_validate_passes_a_workbook_that_calls_std_http(no_platform_parsers, tmp_path, capsys):
+    copy = tmp_path / "maintenance.yaml"
+    copy.write_text(_maintenance_with(NOTIFY_BY_HTTP))
+    assert cli.main(["validate", str(copy)]) == 0, capsys.readouterr().out
+    assert "0 problem(s)" in capsys.readouterr().out
+
+
+def test_validate_passes_calls_to_mistral_extra_and_another_packs_workflows(
+        no_platform_parsers, tmp_path, capsys):
+    tasks = NOTIFY_BY_HTTP.replace("std.http", "nova.servers_list").replace(
+        "          url: https://chat.example.org/hooks/ops\n          method: POST\n"
+        "          body:\n            text: <% $.host %> is drained\n",
+        "          search_opts: {host: <% $.host %>}\n")
+    tasks += ("      ticket:\n        workflow: ops.tickets.open\n        input:\n"
+              "          subject: <% $.host %>\n")
+    copy = tmp_path / "maintenance.yaml"
+    copy.write_text(_maintenance_with(tasks))
+    assert cli.main(["validate", str(copy)]) == 0, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("task, expected", [
+    (NOTIFY_BY_HTTP.replace("std.http", "selfheal.drain_hots"),
+     "unknown action 'selfheal.drain_hots' (did you mean 'selfheal.drain_host'?)"),
+    ("      notify_operator:\n        action: selfheal.enable_host\n        input:\n"
+     "          host: <% $.host %>\n          hots: x\n",
+     "action selfheal.enable_host has no input(s) ['hots']"),
+    ("      notify_operator:\n        workflow: selfheal.maintenance.finish_maintenanse\n"
+     "        input:\n          host: <% $.host %>\n",
+     "unknown workflow 'selfheal.maintenance.finish_maintenanse'"),
+    ("      notify_operator:\n        workflow: selfheal.host_failure.evacuate_host\n"
+     "        input:\n          hots: <% $.host %>\n",
+     "workflow selfheal.host_failure.evacuate_host has no input(s) ['hots']"),
+])
+def test_validate_still_catches_our_own_names_and_inputs(no_platform_parsers, tmp_path, capsys,
+                                                         task, expected):
+    copy = tmp_path / "maintenance.yaml"
+    copy.write_text(_maintenance_with(task))
+    assert cli.main(["validate", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert expected in out and f"{copy}: workflow start_maintenance, task notify_operator" in out
+
+
+def test_validate_takes_directories(no_platform_parsers, tmp_path, capsys):
+    for source in data.workbook_paths() + data.vitrage_template_paths():
+        (tmp_path / source.parent.name).mkdir(exist_ok=True)
+        (tmp_path / source.parent.name / source.name).write_text(source.read_text())
+    assert cli.main(["validate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    shipped = (len(data.workbook_paths()), len(data.vitrage_template_paths()))
+    assert f"cross-checks: {shipped[0]} workbook(s), {shipped[1]} template(s)" in out
+    broken = tmp_path / "workbooks" / "host_failure.yaml"
+    broken.write_text(broken.read_text().replace("action: selfheal.evacuate_and_verify",
+                                                 "action: selfheal.evacuate_and_verfy"))
+    assert cli.main(["validate", str(tmp_path / "workbooks")]) == 1
+    assert "unknown action 'selfheal.evacuate_and_verfy'" in capsys.readouterr().out
+
+
+def test_validate_an_empty_directory_is_one_clear_line(tmp_path, capsys):
+    assert cli.main(["validate", str(tmp_path)]) == 2
+    assert "no *.yaml or *.yml file in" in capsys.readouterr().err
+
+
+def test_validate_checks_action_names_against_a_mistral(no_platform_parsers, monkeypatch,
+                                                        tmp_path, capsys):
+    from selfheal_tools import install
+
+    asked = []
+
+    def absent(names, mistral_url=None):
+        asked.append((tuple(names), mistral_url))
+        return [n for n in names if n == "std.http"]
+
+    monkeypatch.setattr(install, "absent_actions", absent)
+    copy = tmp_path / "maintenance.yaml"
+    copy.write_text(_maintenance_with(NOTIFY_BY_HTTP))
+    assert cli.main(["validate", str(copy), "--mistral-url", "http://m:8989/v2"]) == 1
+    out = capsys.readouterr().out
+    assert asked and asked[0][1] == "http://m:8989/v2" and "selfheal.drain_host" in asked[0][0]
+    assert f"{copy}: action 'std.http' is not registered in that Mistral" in out
