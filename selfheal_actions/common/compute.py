@@ -7,18 +7,55 @@ logic with a fake that has the same methods.
 """
 
 import contextlib
+import functools
+import logging
+import time
 
+from keystoneauth1 import exceptions as ks_exc
 from novaclient import api_versions
 from novaclient import exceptions as nova_exc
 
 from selfheal_actions.common.results import ActionFailure
+from selfheal_actions.common.results import http_status
 from selfheal_actions.common.timeutil import iso
+
+LOG = logging.getLogger(__name__)
+
+#: answers that say "try again" (a proxy or an overloaded API), not "no"
+TRANSIENT_STATUSES = {500, 502, 503, 504}
+#: how many times an idempotent call is tried, and the pauses between
+RETRY_PAUSES = (0.5, 1.5)
+
+
+def is_transient(error):
+    """True for an error worth retrying: a 5xx answer, a timeout or a
+    connection that failed or was reset."""
+    return (http_status(error) in TRANSIENT_STATUSES
+            or isinstance(error, (ks_exc.ConnectionError, ks_exc.RequestTimeout,
+                                  ks_exc.GatewayTimeout)))
+
+
+def retried(call):
+    """Retry an idempotent Nova call (a read, or a write that sets a state)
+    on transient errors, a few times with short pauses; then raise."""
+
+    @functools.wraps(call)
+    def wrapper(*args, **kwargs):
+        for pause in (*RETRY_PAUSES, None):
+            try:
+                return call(*args, **kwargs)
+            except Exception as error:
+                if pause is None or not is_transient(error):
+                    raise
+                LOG.warning("%s failed (%s), retrying in %.1f s", call.__name__, error, pause)
+                time.sleep(pause)
+
+    return wrapper
 
 #: force-down by service id needs 2.53; older clouds are out of scope.
 MIN_MICROVERSION = "2.53"
-#: from this microversion Nova leaves evacuated servers stopped...
-STOPS_EVACUATED = "2.95"
-#: ...so evacuations are sent at this one at most (see NovaApi.evacuate).
+#: from 2.95 Nova leaves evacuated servers stopped, so evacuations are sent
+#: at this one at most (see NovaApi.evacuate).
 KEEPS_POWER_STATE = "2.94"
 
 
@@ -41,30 +78,37 @@ class NovaApi:
         return self.nova.api_version >= api_versions.APIVersion(version)
 
     # services
+    @retried
     def compute_services(self):
         """All nova-compute services as dicts (id, host, state, status, ...)."""
         return [s.to_dict() for s in self.nova.services.list(binary="nova-compute")]
 
+    @retried
     def force_down(self, service_id, down=True):
         self.nova.services.force_down(service_id, down)
 
+    @retried
     def disable(self, service_id, reason):
         self.nova.services.disable_log_reason(service_id, reason)
 
+    @retried
     def enable(self, service_id):
         self.nova.services.enable(service_id)
 
     # servers
+    @retried
     def servers_on_host(self, host):
         """Every server on ``host`` (all projects), as dicts."""
         return [s.to_dict() for s in self.nova.servers.list(
             search_opts={"all_tenants": True, "host": host})]
 
+    @retried
     def servers_changed_since(self, since):
         """Servers (all projects) updated since ``since`` (a datetime)."""
         return [s.to_dict() for s in self.nova.servers.list(
             search_opts={"all_tenants": True, "changes-since": iso(since)})]
 
+    @retried
     def get_server(self, server_id):
         """A server dict, or None when it does not exist."""
         try:
@@ -109,6 +153,7 @@ class NovaApi:
         self.nova.servers.reset_state(server_id, "error")
 
     # migrations
+    @retried
     def evacuations_from(self, host, since=None):
         """Evacuation migrations whose source is ``host``, as dicts."""
         kwargs = {"source_compute": host, "migration_type": "evacuation"}
@@ -116,6 +161,7 @@ class NovaApi:
             kwargs["changes_since"] = iso(since)
         return [m.to_dict() for m in self.nova.migrations.list(**kwargs)]
 
+    @retried
     def migrations_from(self, host, migration_type=None, since=None):
         """Migrations whose source is ``host`` (all types, or one: ``live-migration``,
         ``migration`` for cold), as dicts."""
@@ -150,22 +196,27 @@ class NovaApi:
         """Create an empty aggregate; raises novaclient Conflict if the name exists."""
         return self.nova.aggregates.create(name, None).to_dict()
 
+    @retried
+    @retried
+    def get_aggregate(self, aggregate_id):
+        """The aggregate dict, or None when it does not exist (any more)."""
+        try:
+            return self.nova.aggregates.get(aggregate_id).to_dict()
+        except nova_exc.NotFound:
+            return None
+
     def find_aggregate(self, name):
         for aggregate in self.nova.aggregates.list():
             if aggregate.name == name:
                 return aggregate.to_dict()
         return None
 
+    @retried
     def set_aggregate_metadata(self, aggregate_id, metadata):
         self.nova.aggregates.set_metadata(aggregate_id, metadata)
 
     def delete_aggregate(self, aggregate_id):
         self.nova.aggregates.delete(aggregate_id)
-
-    @property
-    def stops_evacuated_servers(self):
-        """Never: :meth:`evacuate` stays below the microversion that would."""
-        return False
 
 
 def find_service(services, host):

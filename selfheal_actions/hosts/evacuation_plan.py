@@ -79,13 +79,15 @@ def decide(server, migration, options, evacuated_by_us=False):
     if image_id(server) and image_id(server) in set(options.exclude_images):
         return "skip", "excluded_image", None
     if migration is not None and migration_phase(migration) == IN_FLIGHT:
-        return "adopt", "evacuation_in_flight", None
+        # the vm_state stays what it was while Nova rebuilds: that power
+        # state is the one to prove once it lands
+        return "adopt", "evacuation_in_flight", power_of(server)
     if task == "deleting" or vm in ("deleted", "soft-delete", "soft_deleted"):
         return "skip", "being_deleted", None
     if vm in ("shelved", "shelved_offloaded"):
         return "skip", "shelved", None
     if task == "rebuilding":
-        return "adopt", "rebuild_in_progress", None
+        return "adopt", "rebuild_in_progress", power_of(server)
     if vm == "error":
         if options.include_error_instances or evacuated_by_us:
             return "evacuate", None, RUNNING

@@ -134,13 +134,6 @@ class EvacuationRun(WindowedRun):
         if code == 404:
             self._finish(entry, "skipped", "server_deleted")
             return False
-        if code == 409 and "rebuilding" in message:
-            # Someone else's evacuation is in flight: pick it up, do not repeat it.
-            entry["attempts"] -= 1
-            entry["attempt_log"].pop()
-            entry["decision"] = "adopt"
-            entry["phase"] = EVACUATING
-            return True
         if code == 400 and "in use" in message:
             server = self.api.get_server(entry["id"])
             if server is not None and server.get("OS-EXT-SRV-ATTR:host") != self.host:
@@ -169,12 +162,21 @@ class EvacuationRun(WindowedRun):
         watching = self._in_phase(EVACUATING)
         if not watching:
             return
-        migrations = self.api.evacuations_from(self.host, since=self._since())
+        # Nova's changes-since filters on updated_at, and an evacuation sits
+        # in pre-migrating without an update for the whole spawn: while an
+        # evacuation someone else began is adopted, read every record of
+        # the host, however old, or it would look absent.
+        adopting = any(e["decision"] == "adopt" for e in watching)
+        migrations = self.api.evacuations_from(self.host,
+                                               since=None if adopting else self._since())
         latest = records.latest_migrations(migrations)
         for entry in watching:
             migration = latest.get(entry["id"])
             if migration is None or migration["id"] in self._finished_ids(entry):
-                if entry["decision"] == "adopt" and self.clock() - entry["began"] > ADOPT_GRACE:
+                if (entry["decision"] == "adopt" and migration is None
+                        and self.clock() - entry["began"] > ADOPT_GRACE):
+                    # a rebuild with no evacuation record from this host at
+                    # all (e.g. a plain rebuild the dead host never finished)
                     entry["decision"] = "reset_and_evacuate"
                     entry["phase"] = PENDING
                 continue

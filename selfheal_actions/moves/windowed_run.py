@@ -13,6 +13,7 @@ import datetime
 import logging
 import time
 
+from selfheal_actions.common import compute
 from selfheal_actions.common import timeutil
 
 PENDING, VERIFYING, FINISHED = "pending", "verifying", "finished"
@@ -60,15 +61,33 @@ class WindowedRun:
         self.deadline = self.started + options.timeout
         self.changes = []
         self.work = []
+        #: cycles whose Nova reads failed, and the last such error
+        self.read_errors = 0
+        self.last_error = None
 
     def run(self):
-        """Run until every instance is finished or the time is up; return entries."""
+        """Run until every instance is finished or the time is up; return entries.
+
+        A cycle whose reads fail with a transient error (5xx, timeout, reset:
+        :func:`compute.is_transient`, after the client's own retries) is
+        skipped and the next one reads again; past the deadline the
+        unfinished instances time out with the last error in their reason.
+        Any other error propagates, with :attr:`changes` intact.
+        """
         started = self.clock()
         while not self._all_finished():
             self.on_cycle()
-            self._launch()
-            self._poll_migrations()
-            self._verify()
+            try:
+                self._launch()
+                self._poll_migrations()
+                self._verify()
+            except Exception as error:
+                if not compute.is_transient(error):
+                    raise
+                self.read_errors += 1
+                self.last_error = f"{type(error).__name__}: {error}"
+                self.log.warning("%s%s: Nova read failed (%s); reading again next cycle",
+                                 self.LOG_PREFIX, self.host, self.last_error)
             if self._all_finished():
                 break
             if self.clock() >= self.deadline:
@@ -158,10 +177,11 @@ class WindowedRun:
                 in_flight += 1
 
     def _time_out(self):
+        why = f"; Nova's last error: {self.last_error}" if self.last_error else ""
         for entry in self.work:
             if entry["phase"] != FINISHED:
                 self._finish(entry, "timed_out", f"still {entry['phase']} after "
-                             f"{self.options.timeout:.0f} s")
+                             f"{self.options.timeout:.0f} s{why}")
 
 
 def totals(entries):

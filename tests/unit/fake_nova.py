@@ -2,11 +2,22 @@
 """An in-memory stand-in for :class:`selfheal_actions.common.compute.NovaApi`.
 
 It keeps services, servers and migrations as plain dicts and moves each
-requested evacuation one step per poll (accepted -> done), and each live
+requested evacuation one step per poll (accepted -> pre-migrating -> done),
+and each live
 migration (queued -> completed) or cold migration (pre-migrating -> finished,
 then confirmed on request), the way Nova's migration records change, so the
 runners' logic is exercised step by step.
 It is a fake for logic and edge cases; the functional tests use real Nova.
+Where it matters it behaves like Nova 34 (``nova/compute/api.py``,
+``nova/db/main/api.py``), not like a kinder service:
+
+* evacuate checks the vm_state only: ``check_instance_state(task_state=None)``
+  checks no task state and the save has no compare-and-swap, so a second
+  evacuation of a server being rebuilt is accepted and runs too;
+* ``since`` (changes-since) keeps the migrations whose ``updated_at`` is at
+  or after it: a record never updated (``accepted``) or stuck in
+  ``pre-migrating`` for long is not listed;
+* ``fail_reads`` makes the next reads of a method answer HTTP 503.
 """
 
 import itertools
@@ -14,6 +25,19 @@ import itertools
 from novaclient import exceptions as nova_exc
 
 from selfheal_actions.common import timeutil
+
+
+def _now():
+    return timeutil.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def _updated_since(migration, since):
+    """Nova's changes-since on migrations: ``updated_at >= since`` (never
+    updated: not listed)."""
+    if since is None:
+        return True
+    updated = timeutil.parse_time(migration.get("updated_at"))
+    return updated is not None and updated >= since.replace(tzinfo=updated.tzinfo)
 
 
 def server(uuid, name=None, host="failed-1", vm_state="active", task_state=None,
@@ -45,6 +69,17 @@ class FakeNova:
         self.capacity = {}  # host -> how many servers it holds at most (default 1000)
         # vm state a live migration lands in, by the state it had (a Nova quirk to test)
         self.live_migrated_state = {}
+        self.stalled = set()  # instance uuids whose evacuation never progresses (slow spawn)
+        self.read_faults = {}  # method name -> 503 answers left
+
+    def fail_reads(self, method, count):
+        """The next ``count`` calls of ``method`` answer HTTP 503."""
+        self.read_faults[method] = count
+
+    def _read_fault(self, method):
+        if self.read_faults.get(method, 0) > 0:
+            self.read_faults[method] -= 1
+            raise nova_exc.ClientException(503, "Service Unavailable (injected)")
 
     def fail_next(self, dest, count):
         self.failures[dest] = count
@@ -81,18 +116,22 @@ class FakeNova:
 
     def compute_services(self):
         self.calls.append(("compute_services",))
+        self._read_fault("compute_services")
         return [dict(s) for s in self.services]
 
     def servers_on_host(self, host):
         self.calls.append(("servers_on_host", host))
+        self._read_fault("servers_on_host")
         return [dict(s) for s in self.servers.values() if s["OS-EXT-SRV-ATTR:host"] == host]
 
     def servers_changed_since(self, since):
         self.calls.append(("servers_changed_since",))
+        self._read_fault("servers_changed_since")
         return [dict(s) for s in self.servers.values()]
 
     def get_server(self, uuid):
         self.calls.append(("get_server", uuid))
+        self._read_fault("get_server")
         return dict(self.servers[uuid]) if uuid in self.servers else None
 
     def evacuate(self, uuid, target_host=None):
@@ -104,15 +143,16 @@ class FakeNova:
         svc = self._service(host)
         if svc["state"] == "up" and not svc["forced_down"]:
             raise nova_exc.BadRequest(400, f"Compute service of {host} is still in use.")
-        if srv["OS-EXT-STS:task_state"] is not None:
+        if srv["OS-EXT-STS:vm_state"] not in ("active", "stopped", "error"):
             raise nova_exc.Conflict(409, f"Cannot 'evacuate' instance {uuid} while it is in "
-                                    f"task_state {srv['OS-EXT-STS:task_state']}")
+                                    f"vm_state {srv['OS-EXT-STS:vm_state']}")
+        # like Nova 34: no task-state check, no compare-and-swap on save
         srv["OS-EXT-STS:task_state"] = "rebuilding"
         self.migrations.append({
             "id": next(self.ids), "instance_uuid": uuid, "source_compute": host,
             "dest_compute": target_host or self._pick(host), "status": "accepted",
-            "migration_type": "evacuation",
-            "created_at": timeutil.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f"), "steps": 0})
+            "migration_type": "evacuation", "created_at": _now(), "updated_at": None,
+            "steps": 0})
 
     def start(self, uuid):
         self.calls.append(("start", uuid))
@@ -128,19 +168,26 @@ class FakeNova:
         self.servers[uuid]["OS-EXT-STS:task_state"] = None
 
     def evacuations_from(self, host, since=None):
-        self.calls.append(("evacuations_from", host))
+        self.calls.append(("evacuations_from", host, since is not None))
+        self._read_fault("evacuations_from")
         self._advance()
         return [{k: v for k, v in m.items() if k != "steps"}
                 for m in self.migrations if m["source_compute"] == host
-                and m.get("migration_type", "evacuation") == "evacuation"]
+                and m.get("migration_type", "evacuation") == "evacuation"
+                and _updated_since(m, since)]
 
     def _advance(self):
         for mig in self.migrations:
-            if mig["status"] != "accepted":
+            if mig["status"] not in ("accepted", "pre-migrating"):
                 continue
+            if mig["status"] == "accepted":
+                mig.update(status="pre-migrating", updated_at=_now())
+            if mig["instance_uuid"] in self.stalled:
+                continue  # the spawn on the destination takes its time
             mig["steps"] += 1
             if mig["steps"] < self.steps_to_finish:
                 continue
+            mig["updated_at"] = _now()
             srv = self.servers[mig["instance_uuid"]]
             srv["OS-EXT-STS:task_state"] = None
             dest = mig["dest_compute"]
@@ -259,6 +306,11 @@ class FakeNova:
         self.aggregates[aggregate["id"]] = aggregate
         return dict(aggregate)
 
+    def get_aggregate(self, aggregate_id):
+        self.calls.append(("get_aggregate", aggregate_id))
+        found = self.aggregates.get(aggregate_id)
+        return dict(found, metadata=dict(found["metadata"])) if found else None
+
     def find_aggregate(self, name):
         self.calls.append(("find_aggregate", name))
         found = [a for a in self.aggregates.values() if a["name"] == name]
@@ -266,10 +318,14 @@ class FakeNova:
 
     def set_aggregate_metadata(self, aggregate_id, metadata):
         self.calls.append(("set_aggregate_metadata", aggregate_id))
+        if aggregate_id not in self.aggregates:
+            raise nova_exc.NotFound(404, f"Aggregate {aggregate_id} could not be found.")
         self.aggregates[aggregate_id]["metadata"].update(metadata)
 
     def delete_aggregate(self, aggregate_id):
         self.calls.append(("delete_aggregate", aggregate_id))
+        if aggregate_id not in self.aggregates:
+            raise nova_exc.NotFound(404, f"Aggregate {aggregate_id} could not be found.")
         del self.aggregates[aggregate_id]
 
     def count(self, name):

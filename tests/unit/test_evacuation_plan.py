@@ -48,8 +48,12 @@ def test_metadata_false_does_not_exclude():
 
 def test_in_flight_migration_is_adopted_not_repeated():
     migration = {"id": 3, "instance_uuid": "a", "status": "pre-migrating"}
-    got = decisions([server("a", task_state="rebuilding")], [migration])
-    assert got["a"] == ("adopt", "evacuation_in_flight", None)
+    got = decisions([server("a", task_state="rebuilding"),
+                     server("b", vm_state="stopped", task_state="rebuilding")],
+                    [migration, dict(migration, id=4, instance_uuid="b")])
+    # the power state to prove after landing: the one the vm_state still shows
+    assert got["a"] == ("adopt", "evacuation_in_flight", "running")
+    assert got["b"] == ("adopt", "evacuation_in_flight", "shutoff")
 
 
 def test_paused_and_stuck_tasks_are_reset_then_evacuated():

@@ -115,15 +115,100 @@ def test_in_flight_migration_is_adopted_without_a_second_request():
     assert len(nova.migrations) == 1
 
 
-def test_concurrent_request_conflict_is_adopted():
+def test_nova_accepts_a_second_evacuation_of_a_server_being_rebuilt():
+    # Nova 34 (compute/api.py): check_instance_state(task_state=None) and a
+    # save without expected task state. No 409 tells a second healer to stop:
+    # only the host claim (one healer per host) and the plan's reading of the
+    # migrations in flight do.
+    nova = cloud([server("a")])
+    nova.evacuate("a")
+    nova.evacuate("a")
+    assert [m["instance_uuid"] for m in nova.migrations] == ["a", "a"]
+
+
+def _age(nova, seconds):
+    """Make every migration look created and last updated ``seconds`` ago."""
+    import datetime
+    then = (datetime.datetime.now(datetime.timezone.utc)
+            - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    for migration in nova.migrations:
+        migration["created_at"] = then
+        if migration.get("updated_at"):
+            migration["updated_at"] = then
+
+
+def test_a_rerun_long_after_an_evacuation_began_waits_for_it_and_never_redoes_it():
+    # The first run asked Nova and died; the spawn on the destination takes
+    # minutes, so the record sits in pre-migrating, last updated long ago:
+    # Nova's changes-since no longer lists it.
+    nova = cloud([server("a")])
+    nova.stalled.add("a")
+    nova.evacuate("a")
+    nova.evacuations_from(HOST)  # accepted -> pre-migrating
+    _age(nova, 600)
+    nova.calls.clear()
+    entries = plans.plan(HOST, nova.servers_on_host(HOST), nova.evacuations_from(HOST),
+                         plans.PlanOptions())
+    assert entries[0]["decision"] == "adopt"
+    clock = Clock()
+    run_ = evacuation_run.EvacuationRun(nova, HOST, entries, evacuation_run.RunOptions(
+        timeout=evacuation_run.ADOPT_GRACE * 4), clock=clock, sleep=clock.sleep)
+    run_.run()
+    assert nova.count("evacuate") == 0 and nova.count("reset_to_error") == 0
+    assert len(nova.migrations) == 1
+    assert entries[0]["outcome"] == "timed_out"
+    assert entries[0]["migration_status"] == "pre-migrating"
+
+
+def test_an_adopted_slow_evacuation_that_finishes_later_is_verified():
+    nova = cloud([server("a")])
+    nova.stalled.add("a")
+    nova.evacuate("a")
+    nova.evacuations_from(HOST)
+    _age(nova, 600)
+    entries = plans.plan(HOST, nova.servers_on_host(HOST), nova.evacuations_from(HOST),
+                         plans.PlanOptions())
+    clock = Clock()
+    polls = []
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        polls.append(seconds)
+        if len(polls) == 20:
+            nova.stalled.discard("a")  # the spawn ends
+
+    nova.calls.clear()
+    evacuation_run.EvacuationRun(nova, HOST, entries, evacuation_run.RunOptions(),
+                                 clock=clock, sleep=sleep).run()
+    assert entries[0]["outcome"] == "evacuated"
+    assert nova.count("evacuate") == 0 and len(nova.migrations) == 1
+    # it was running before the failure: it is proven running where it landed
+    assert entries[0]["power_after"] == "running"
+    assert nova.servers["a"]["OS-EXT-STS:vm_state"] == "active"
+
+
+def test_a_poll_that_fails_is_retried_next_cycle():
+    nova = cloud([server("a"), server("b")])
+    entries = plans.plan(HOST, nova.servers_on_host(HOST), [], plans.PlanOptions())
+    nova.fail_reads("evacuations_from", 3)
+    nova.fail_reads("servers_changed_since", 2)
+    clock = Clock()
+    run_ = evacuation_run.EvacuationRun(nova, HOST, entries, evacuation_run.RunOptions(),
+                                        clock=clock, sleep=clock.sleep)
+    run_.run()
+    assert [e["outcome"] for e in entries] == ["evacuated", "evacuated"]
+    assert nova.count("evacuate") == 2 and run_.read_errors == 5
+
+
+def test_reads_failing_for_the_whole_run_time_out_with_the_reason():
     nova = cloud([server("a")])
     entries = plans.plan(HOST, nova.servers_on_host(HOST), [], plans.PlanOptions())
-    nova.evacuate("a")  # another execution got there between our plan and our request
+    nova.fail_reads("evacuations_from", 10 ** 6)
     clock = Clock()
-    evacuation_run.EvacuationRun(nova, HOST, entries, evacuation_run.RunOptions(), clock=clock,
-                             sleep=clock.sleep).run()
-    assert entries[0]["outcome"] == "evacuated"
-    assert len(nova.migrations) == 1
+    evacuation_run.EvacuationRun(nova, HOST, entries, evacuation_run.RunOptions(timeout=30),
+                                 clock=clock, sleep=clock.sleep).run()
+    assert entries[0]["outcome"] == "timed_out"
+    assert "503" in entries[0]["reason"] and nova.count("evacuate") == 1
 
 
 def test_already_moved_by_someone_else_is_verified_not_repeated():
