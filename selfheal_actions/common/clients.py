@@ -183,3 +183,18 @@ def execution_id(context):
     """The workflow execution that runs the action ("manual" outside Mistral)."""
     execution = getattr(context, "execution", None)
     return getattr(execution, "workflow_execution_id", None) or "manual"
+
+
+def run_owner(context):
+    """Who this action run is, unique per run: ``<workflow execution>/<action
+    execution>`` inside a workflow, the action execution alone for an ad-hoc
+    ``run-action``, else ``manual-<uuid>`` (scripts, tests). Two runs never
+    share an owner, so a claim (:mod:`host_claim`) is never held by two."""
+    import uuid
+
+    execution = getattr(context, "execution", None)
+    workflow = getattr(execution, "workflow_execution_id", None)
+    action = getattr(execution, "action_execution_id", None)
+    if action:
+        return f"{workflow}/{action}" if workflow else action
+    return f"manual-{uuid.uuid4()}"

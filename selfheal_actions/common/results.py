@@ -26,9 +26,14 @@ policies, nothing: a caller who may not fence or evacuate may not even list
 the compute services, the first call each action makes).
 """
 
+import logging
 import re
 
 from mistral_lib import actions
+
+LOG = logging.getLogger(__name__)
+#: how much of an error text a message echoes
+ECHO_LIMIT = 300
 
 #: an oslo.policy rule name in a service's 403 message, e.g.
 #: "Policy doesn't allow os_compute_api:os-services:list to be performed."
@@ -98,6 +103,37 @@ def raise_if_forbidden(error, changes=()):
         raise forbidden(error, changes) from None
 
 
+def shown(value, limit=80):
+    """``repr(value)`` cut to ``limit`` characters: what a message may echo
+    of an input (a 10 kB host name is not repeated whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _is_service_error(error):
+    module = type(error).__module__.split(".")[0]
+    return http_status(error) is not None or module in (
+        "keystoneauth1", "novaclient", "heatclient", "requests", "urllib3")
+
+
+def unexpected(error, changes=()):
+    """The failure for an error no step expected: ``api_error`` when a
+    service failed (an HTTP answer, a timeout, a reset connection),
+    ``internal_error`` otherwise (a bug: the traceback is in the executor's
+    log). Never a traceback in the result; ``changes`` says what was done."""
+    text = f"{type(error).__name__}: {error}"[:ECHO_LIMIT]
+    done = (f"{len(changes)} change(s) were made before it (see changes)" if changes
+            else "nothing was changed")
+    if _is_service_error(error):
+        return ActionFailure(
+            "api_error", f"a service call failed: {text}; {done}. Check the service, then "
+            "run the workflow again: it resumes where this run stopped.",
+            changes=list(changes), http_status=http_status(error))
+    return ActionFailure(
+        "internal_error", f"unexpected error: {text}; {done}. This is a bug in selfheal: "
+        "the executor's log has the traceback; please report it.", changes=list(changes))
+
+
 def change(resource, what, **details):
     """One entry of ``changes``: which resource, what was (or would be) done."""
     entry = {"resource": resource, "change": what}
@@ -116,17 +152,23 @@ class SelfhealAction(actions.Action):
     action_name = None
 
     def run(self, context):
-        dry_run = bool(getattr(self, "dry_run", False))
+        raw = getattr(self, "dry_run", False)
+        # as the action reads it (inputs.boolean): true, or the string "true"
+        dry_run = raw is True or (isinstance(raw, str) and raw.strip().lower() == "true")
+        #: the changes made so far; an action that changes several things
+        #: points this at its own list, so that any failure reports them
+        self.changes_so_far = []
         try:
             data = self.execute(context)
         except ActionFailure as failure:
+            if not failure.changes and self.changes_so_far:
+                failure.changes = list(self.changes_so_far)
             return self._error(failure, dry_run, context)
         except Exception as error:
-            if http_status(error) != 403:
-                raise
-            # Refused before any change: the actions that change several
-            # things catch a 403 themselves, with their changes so far.
-            return self._error(forbidden(error), dry_run, context)
+            if http_status(error) == 403:
+                return self._error(forbidden(error, self.changes_so_far), dry_run, context)
+            LOG.exception("%s failed unexpectedly", self.action_name)
+            return self._error(unexpected(error, self.changes_so_far), dry_run, context)
         changes = data.pop("changes", [])
         envelope = {
             "action": self.action_name,

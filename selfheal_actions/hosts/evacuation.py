@@ -73,11 +73,15 @@ class EvacuateAndVerifyAction(SelfhealAction):
         instance: id, name, source, destination, migration_id,
         migration_status, attempts, seconds, outcome: evacuated /
         already_evacuated / skipped / failed / timed_out / planned, reason),
-        ``totals``, ``seconds``, ``changes``. Error reasons:
+        ``totals``, ``seconds``, ``changes``, ``took_over_from`` (the dead run
+        whose claim this one took over, when it did). Error reasons:
         ``invalid_input``, ``host_not_found``, ``host_not_fenced``,
         ``host_in_maintenance``, ``host_still_up`` and
         ``too_many_hosts_down`` (with ``fence``), ``host_busy`` (another
-        execution still heals the host after ``timeout``),
+        execution still heals the host after ``timeout``), ``claim_lost``
+        (another run took the host over: this one stopped),
+        ``api_error`` (a Nova call kept failing; the error lists the changes
+        made), ``internal_error``,
         ``evacuation_incomplete`` (some instances failed or timed out; the
         details list them), and the client errors of fence_host.
     """
@@ -152,10 +156,12 @@ class EvacuateAndVerifyAction(SelfhealAction):
         if args["dry_run"]:
             return self._plan_only(api, service, steps, args, context, result, started)
 
+        if args["instance_ids"]:
+            # every input checked before the first write (the claim)
+            self._plan(api, host, args, self._fenced_at(service))
         # One healer per host: Nova would accept a second, concurrent evacuation.
-        lock = host_claim.HostLock(api, host, owner=clients.execution_id(context))
-        lock.acquire(timeout=args["timeout"])
-        try:
+        with host_claim.claimed(api, host, clients.run_owner(context), args["timeout"],
+                                execution=clients.execution_id(context)) as lock:
             # read again under the claim: a healer we waited for may have
             # fenced the host, and its marker dates its evacuations
             services = api.compute_services()
@@ -168,7 +174,8 @@ class EvacuateAndVerifyAction(SelfhealAction):
             remaining = args["timeout"] - (time.monotonic() - started)
             run = EvacuationRun(api, host, entries, RunOptions(
                 args["concurrency"], args["max_attempts"], args["target_hosts"],
-                max(remaining, 1), args["poll_interval"], candidates), on_cycle=lock.refresh)
+                max(remaining, 1), args["poll_interval"], candidates), on_cycle=lock.check)
+            self.changes_so_far = run.changes
             if args["fence"]:
                 result["fencing"] = fencing.carry_out(
                     api, service, steps, fencing.fenced_marker(context, args["reason"]))
@@ -177,22 +184,28 @@ class EvacuateAndVerifyAction(SelfhealAction):
                 run.changes.extend(result["fencing"]["changes"])
             run.run()
             changes = run.changes
-        finally:
-            lock.release()
         instances = earlier + entries
         result.update(instances=instances, totals=totals(instances),
                       seconds=round(time.monotonic() - started, 2), changes=changes)
         if lock.waited_for:
             result["waited_for"] = lock.waited_for
+        if lock.took_over_from:
+            # the earlier run died (no heartbeat): this one carried on its work
+            result["took_over_from"] = lock.took_over_from
         unrecovered = [e for e in instances if e["outcome"] in ("failed", "timed_out")]
         if unrecovered:
             details = {k: v for k, v in result.items() if k != "changes"}
+            recovered = len(instances) - len(unrecovered)
+            others = (f" The other {recovered} are verified where they landed." if recovered
+                      else "")
             raise ActionFailure(
                 "evacuation_incomplete",
                 f"{len(unrecovered)} of {len(instances)} instances on '{host}' were not "
-                "recovered: " + "; ".join(summary_line(e) for e in unrecovered) +
-                ". The others are verified. Fix the cause (capacity, target hosts) and run "
-                "the workflow again: it resumes without evacuating anything twice.",
+                "recovered: " + "; ".join(summary_line(e) for e in unrecovered[:10]) +
+                (f"; and {len(unrecovered) - 10} more (see details)"
+                 if len(unrecovered) > 10 else "") +
+                f".{others} Fix the cause (capacity, target hosts) and run the workflow "
+                "again: it resumes without evacuating anything twice.",
                 changes=changes, **details)
         return result
 

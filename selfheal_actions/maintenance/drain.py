@@ -157,9 +157,8 @@ class DrainHostAction(SelfhealAction):
                                   "until its nova-compute service is disabled")
             return result
 
-        lock = host_claim.HostLock(api, host, owner=clients.execution_id(context))
-        lock.acquire(timeout=args["timeout"])
-        try:
+        with host_claim.claimed(api, host, clients.run_owner(context), args["timeout"],
+                                execution=clients.execution_id(context)) as lock:
             entries, earlier = self._plan(api, host, args, since)
             candidates = [s["host"] for s in services if s["host"] != host
                           and s["state"] == "up" and s["status"] == "enabled"]
@@ -167,10 +166,9 @@ class DrainHostAction(SelfhealAction):
             run = DrainRun(api, host, entries, DrainOptions(
                 args["concurrency"], args["max_attempts"], args["target_hosts"],
                 max(remaining, 1), args["poll_interval"], candidates, args["cold_migration"]),
-                on_cycle=lock.refresh)
+                on_cycle=lock.check)
+            self.changes_so_far = run.changes
             run.run()
-        finally:
-            lock.release()
         instances = earlier + entries
         for entry in instances:
             entry.pop("phase", None)
