@@ -3,42 +3,64 @@
 
 Mistral passes workflow values through JSON, so an input may arrive as a
 string where a number was meant (``"10"``), or as ``null``. These helpers accept
-what a person would mean and reject the rest with a message naming the input.
+what a person would mean and reject the rest with a message naming the input,
+echoing at most a short part of the value. The accepted forms, on purpose:
+
+* booleans: ``true`` / ``false``, or those words as strings (any case);
+  nothing else (``"yes"``, ``1``, ``"nope"`` are refused, never read as false);
+* numbers: a number or a numeric string, finite (NaN and infinities are
+  refused: NaN passes every bound check and would switch a guard off),
+  within the input's bounds;
+* text: a non-empty string of at most 255 characters (Nova's limit for host
+  and service names).
 """
 
+import math
+
 from selfheal_actions.common.results import InvalidInput
+from selfheal_actions.common.results import shown
+
+#: the longest text input accepted (Nova's host and service names)
+MAX_TEXT = 255
 
 
-def text(name, value, required=True):
+def text(name, value, required=True, max_length=MAX_TEXT):
     """A non-empty string (stripped); None when optional and absent."""
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise InvalidInput(f"input '{name}' is required and must be a non-empty string")
         return None
     if not isinstance(value, str):
-        raise InvalidInput(f"input '{name}' must be a string, got {type(value).__name__} {value!r}")
+        raise InvalidInput(f"input '{name}' must be a string, got {type(value).__name__} "
+                           f"{shown(value)}")
+    if len(value.strip()) > max_length:
+        raise InvalidInput(f"input '{name}' must be at most {max_length} characters, got "
+                           f"{shown(value, 40)}")
     return value.strip()
 
 
 def boolean(name, value):
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise InvalidInput(f"input '{name}' must be true or false, got {value!r}")
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise InvalidInput(f"input '{name}' must be true or false, got {shown(value)}")
 
 
 def number(name, value, minimum=None, maximum=None, integer=False):
-    """An int/float (or a numeric string) within [minimum, maximum]."""
+    """A finite int/float (or a numeric string) within [minimum, maximum]."""
     if isinstance(value, bool):
         raise InvalidInput(f"input '{name}' must be a number, got {value!r}")
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise InvalidInput(f"input '{name}' must be a number, got {value!r}") from None
+            raise InvalidInput(f"input '{name}' must be a number, got {shown(value)}") from None
     if not isinstance(value, (int, float)):
-        raise InvalidInput(f"input '{name}' must be a number, got {type(value).__name__} {value!r}")
+        raise InvalidInput(f"input '{name}' must be a number, got {type(value).__name__} "
+                           f"{shown(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"input '{name}' must be a finite number, got {value!r}")
     if integer:
         if value != int(value):
             raise InvalidInput(f"input '{name}' must be a whole number, got {value!r}")
@@ -58,7 +80,8 @@ def text_list(name, value):
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(
             isinstance(v, str) and v.strip() for v in value):
-        raise InvalidInput(f"input '{name}' must be a list of non-empty strings, got {value!r}")
+        raise InvalidInput(f"input '{name}' must be a list of non-empty strings, got "
+                           f"{shown(value)}")
     return [v.strip() for v in value]
 
 
@@ -73,4 +96,4 @@ def microversion(name, value):
         if major == "2" and dot and minor.isdigit():
             return value
     raise InvalidInput(f"input '{name}' must look like '2.60' (or be empty to negotiate), "
-                       f"got {value!r}")
+                       f"got {shown(value)}")

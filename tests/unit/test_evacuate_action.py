@@ -89,13 +89,42 @@ def test_maintenance_host_is_refused(use_fake):
     ({"instance_ids": ["zzz"]}, "not on host"),
     ({"exclude_flavors": [1]}, "list of non-empty strings"),
     ({"timeout": 5}, "'timeout' must be at least 10"),
+    # a typo must never switch a safety guard off
+    ({"max_down_ratio": "nan", "fence": True}, "'max_down_ratio' must be a finite number"),
+    ({"max_down_ratio": float("nan"), "fence": True}, "must be a finite number"),
+    ({"max_down_ratio": "inf", "fence": True}, "must be a finite number"),
+    ({"concurrency": "NaN"}, "'concurrency' must be a finite number"),
+    ({"timeout": 1e12}, "'timeout' must be at most 3600"),
+    ({"timeout": "1e400"}, "must be a finite number"),
+    ({"timeout": "abc"}, "'timeout' must be a number"),
+    ({"timeout": -5}, "'timeout' must be at least 10"),
+    ({"dry_run": "nope"}, "'dry_run' must be true or false"),
+    ({"fence": 1}, "'fence' must be true or false"),
+    ({"host": "x" * 10000}, "at most 255 characters"),
 ])
 def test_bad_input(use_fake, kwargs, fragment):
     nova = use_fake(cloud())
     result = act(**kwargs)
     assert result.error["reason"] == "invalid_input"
     assert fragment in result.error["message"]
-    assert nova.count("evacuate") == 0
+    assert len(result.error["message"]) < 400  # a 10 kB input is not echoed whole
+    assert nova.count("evacuate") == 0 and nova.aggregates == {}
+    assert [c for c in nova.calls if c[0] not in (
+        "compute_services", "servers_on_host", "evacuations_from")] == []
+
+
+def test_instance_ids_not_on_the_host_are_refused_before_the_claim(use_fake):
+    nova = use_fake(cloud())
+    result = act(instance_ids=["a", "zzz"])
+    assert result.error["reason"] == "invalid_input" and "['zzz']" in result.error["message"]
+    assert nova.count("create_aggregate") == 0 and nova.count("delete_aggregate") == 0
+
+
+def test_string_booleans_are_read_as_meant(use_fake):
+    nova = use_fake(cloud())
+    result = act(dry_run="false", timeout="60")
+    assert result.error is None and result.data["dry_run"] is False
+    assert nova.count("evacuate") == 2
 
 
 def test_locate_groups_by_host(use_fake):
