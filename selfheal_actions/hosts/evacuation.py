@@ -57,9 +57,15 @@ class EvacuateAndVerifyAction(SelfhealAction):
         ``selfheal:fenced`` marker) when it is not fenced yet (default false).
     :param reason: with ``fence``: written into the disabled reason.
     :param max_down_ratio: with ``fence``: refuse when more than this share
-        (0-1) of compute services would be down (default 0.5).
+        (0-1) of the enabled compute services would be down (default 0.5).
+    :param max_down_hosts: with ``fence``: refuse when more than this many
+        hosts would be down (1-10000; null: no cap).
     :param host_powered_off: with ``fence``: the node is known to be off, so
         a service Nova still sees up may be fenced.
+    :param wait_for_down: with ``fence``: seconds to wait for Nova to see the
+        host down when an alarm came first (0-600, default 0: refuse at once).
+    :param settle_seconds: with ``fence``: pause before checking the
+        partition guard a second time (0-60, default 2).
     :param timeout: seconds the action may run (10-3600, default 600); it
         returns by then whatever the state.
     :param poll_interval: longest pause between two polls, seconds (default 2).
@@ -76,8 +82,8 @@ class EvacuateAndVerifyAction(SelfhealAction):
         ``totals``, ``seconds``, ``changes``, ``took_over_from`` (the dead run
         whose claim this one took over, when it did). Error reasons:
         ``invalid_input``, ``host_not_found``, ``host_not_fenced``,
-        ``host_in_maintenance``, ``host_still_up`` and
-        ``too_many_hosts_down`` (with ``fence``), ``host_busy`` (another
+        ``host_in_maintenance``, ``host_still_up``, ``service_state_unknown``
+        and ``too_many_hosts_down`` (with ``fence``), ``host_busy`` (another
         execution still heals the host after ``timeout``), ``claim_lost``
         (another run took the host over: this one stopped),
         ``api_error`` (a Nova call kept failing; the error lists the changes
@@ -92,7 +98,8 @@ class EvacuateAndVerifyAction(SelfhealAction):
                  target_hosts=None, include_error_instances=False,
                  exclude_metadata_key="selfheal_exclude", exclude_flavors=None,
                  exclude_images=None, force=False, fence=False, reason="host failure",
-                 max_down_ratio=0.5, host_powered_off=False, timeout=600, poll_interval=2,
+                 max_down_ratio=0.5, max_down_hosts=None, host_powered_off=False,
+                 wait_for_down=0, settle_seconds=2, timeout=600, poll_interval=2,
                  dry_run=False, microversion=None):
         self.host = host
         self.instance_ids = instance_ids
@@ -107,7 +114,10 @@ class EvacuateAndVerifyAction(SelfhealAction):
         self.fence = fence
         self.reason = reason
         self.max_down_ratio = max_down_ratio
+        self.max_down_hosts = max_down_hosts
         self.host_powered_off = host_powered_off
+        self.wait_for_down = wait_for_down
+        self.settle_seconds = settle_seconds
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.dry_run = dry_run
@@ -115,6 +125,7 @@ class EvacuateAndVerifyAction(SelfhealAction):
 
     def _validated(self):
         return {
+            **fencing.fencing_inputs(self),
             "host": inputs.text("host", self.host),
             "instance_ids": inputs.text_list("instance_ids", self.instance_ids),
             "concurrency": inputs.number("concurrency", self.concurrency, 1, 200, integer=True),
@@ -126,11 +137,8 @@ class EvacuateAndVerifyAction(SelfhealAction):
                                        required=False),
             "exclude_flavors": inputs.text_list("exclude_flavors", self.exclude_flavors),
             "exclude_images": inputs.text_list("exclude_images", self.exclude_images),
-            "force": inputs.boolean("force", self.force),
             "fence": inputs.boolean("fence", self.fence),
             "reason": inputs.text("reason", self.reason, required=False) or "host failure",
-            "max_down_ratio": inputs.number("max_down_ratio", self.max_down_ratio, 0, 1),
-            "host_powered_off": inputs.boolean("host_powered_off", self.host_powered_off),
             "timeout": inputs.number("timeout", self.timeout, 10, 3600),
             "poll_interval": inputs.number("poll_interval", self.poll_interval, 0.1, 60),
             "dry_run": inputs.boolean("dry_run", self.dry_run),
@@ -151,10 +159,14 @@ class EvacuateAndVerifyAction(SelfhealAction):
         if unknown:
             raise ActionFailure("invalid_input", f"target_hosts has unknown hosts {unknown}; "
                                 f"known compute hosts: {sorted(known)}")
-        steps = self._fencing_steps(service, services, args)
+        report = {}
+        if args["fence"]:  # wait for Nova to see it down, check, settle, check again
+            services, service, steps, report = fencing.decide(api, host, args, args["dry_run"])
+        else:
+            steps = self._fencing_steps(service, services, args)
         result = {"host": host, "microversion": api.microversion, "fencing": None}
         if args["dry_run"]:
-            return self._plan_only(api, service, steps, args, context, result, started)
+            return self._plan_only(api, service, steps, args, context, result, started, report)
 
         if args["instance_ids"]:
             # every input checked before the first write (the claim)
@@ -177,8 +189,10 @@ class EvacuateAndVerifyAction(SelfhealAction):
                 max(remaining, 1), args["poll_interval"], candidates), on_cycle=lock.check)
             self.changes_so_far = run.changes
             if args["fence"]:
-                result["fencing"] = fencing.carry_out(
-                    api, service, steps, fencing.fenced_marker(context, args["reason"]))
+                marker = fencing.fenced_marker(context, args["reason"],
+                                               before=fencing.operator_reason(service))
+                result["fencing"] = dict(fencing.carry_out(api, service, steps, marker),
+                                         **report)
                 # the run's change log starts with the fencing, so a refusal
                 # in the middle of the run reports it too
                 run.changes.extend(result["fencing"]["changes"])
@@ -219,7 +233,8 @@ class EvacuateAndVerifyAction(SelfhealAction):
         """
         if args["fence"]:  # fencing_steps refuses a host in maintenance too
             return fencing.fencing_steps(service, services, args["max_down_ratio"],
-                                         args["host_powered_off"], args["force"])
+                                         args["host_powered_off"], args["force"],
+                                         args["max_down_hosts"])
         host = service["host"]
         if markers.kind_of(service.get("disabled_reason")) == markers.MAINTENANCE and (
                 not args["force"]):
@@ -265,14 +280,16 @@ class EvacuateAndVerifyAction(SelfhealAction):
                                 host=host)
         return entries, earlier
 
-    def _plan_only(self, api, service, steps, args, context, result, started):
+    def _plan_only(self, api, service, steps, args, context, result, started, report):
         host = service["host"]
         entries, earlier = self._plan(api, host, args, self._fenced_at(service))
         result["plan"] = self._plan_report(entries, earlier)
         changes = []
         if args["fence"]:
-            marker = fencing.fenced_marker(context, args["reason"])
-            result["fencing"] = fencing.carry_out(api, service, steps, marker, dry_run=True)
+            marker = fencing.fenced_marker(context, args["reason"],
+                                           before=fencing.operator_reason(service))
+            result["fencing"] = dict(fencing.carry_out(api, service, steps, marker,
+                                                       dry_run=True), **report)
             changes = list(result["fencing"]["changes"])
         for entry in entries:
             entry["outcome"] = "skipped" if entry["decision"] == "skip" else "planned"

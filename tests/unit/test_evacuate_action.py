@@ -215,3 +215,23 @@ def test_fence_true_dry_run_says_what_fencing_would_do(use_fake):
     assert act(fence=True, dry_run=True).error["reason"] == "host_still_up"
     # ...unless a fencing workflow will have powered it off
     assert act(fence=True, dry_run=True, host_powered_off=True).error is None
+
+
+def test_fence_true_keeps_an_operators_reason_and_waits_for_nova(use_fake, monkeypatch):
+    from selfheal_actions.hosts import fencing
+
+    nova = use_fake(cloud(fenced=False, reason="RMA 4711, do not enable"))
+    nova.services[0].update(status="disabled", state="up")
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        nova.services[0]["state"] = "down"  # Nova notices after service_down_time
+
+    monkeypatch.setattr(fencing.time, "sleep", sleep)
+    result = act(fence=True, wait_for_down=90, settle_seconds=0)
+    assert result.error is None, result.error
+    assert slept and result.data["fencing"]["waited_for_down"] >= 0
+    found = markers.parse(nova.services[0]["disabled_reason"])
+    assert found["kind"] == markers.FENCED and found["before"] == "RMA 4711, do not enable"
+    assert result.data["totals"] == {"evacuated": 2, "skipped": 1}

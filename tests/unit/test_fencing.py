@@ -60,7 +60,7 @@ def test_marker_round_trip():
     text = markers.make(markers.FENCED, "abc-123", "NIC down on eth0", at=at)
     assert text == "selfheal:fenced 2026-11-22T03:04:05Z by abc-123: NIC down on eth0"
     assert markers.parse(text) == {"kind": "fenced", "at": at, "by": "abc-123",
-                                   "note": "NIC down on eth0"}
+                                   "note": "NIC down on eth0", "before": None}
     assert markers.parse("disabled by admin") is None
     assert len(markers.make(markers.FENCED, "x", "y" * 400)) == 255
 
@@ -160,3 +160,122 @@ def test_enable_leaves_hosts_disabled_by_others(use_fake):
     use_fake(FakeNova(services=[svc, service("h1")]))
     result = fencing.EnableHostAction(host="h0").run(Context())
     assert result.error["reason"] == "disabled_by_someone_else"
+
+
+# --- an operator's disabled reason survives fencing and repair -----------------
+
+def test_fencing_keeps_an_operators_disable_reason_in_the_marker():
+    svc = service("h0", state="down", status="disabled", reason="RMA 4711, do not enable")
+    steps = fencing.fencing_steps(svc, [svc, service("h1"), service("h2")], 0.5)
+    assert steps == ["force_down", "disable"]
+    marker = fencing.fenced_marker(Context(), "NIC down", before=svc["disabled_reason"])
+    found = markers.parse(marker)
+    assert found["kind"] == markers.FENCED and found["note"] == "NIC down"
+    assert found["before"] == "RMA 4711, do not enable"
+    # a long note gives way; the operator's reason is kept whole
+    long = markers.parse(fencing.fenced_marker(Context(), "x" * 300, before="RMA 4711"))
+    assert long["before"] == "RMA 4711" and len(markers.make(
+        markers.FENCED, "e", "x" * 300, before="RMA 4711")) <= 255
+
+
+def test_enable_after_repair_puts_the_operators_reason_back_not_enabled(use_fake):
+    marker = markers.make(markers.FENCED, "e", "NIC down", before="RMA 4711, do not enable")
+    svc = service("h0", state="down", status="disabled", forced_down=True, reason=marker)
+    svc["alive"] = True
+    nova = use_fake(FakeNova(services=[svc, service("h1")]))
+    result = fencing.EnableHostAction(host="h0").run(Context())
+    assert result.error is None, result.error
+    assert [c["change"] for c in result.data["changes"]] == [
+        "forced_down_lifted", "disabled_reason_restored"]
+    assert nova.services[0]["status"] == "disabled"
+    assert nova.services[0]["disabled_reason"] == "RMA 4711, do not enable"
+    assert result.data["enabled"] is False and "RMA 4711" in result.data["note"]
+    assert nova.count("enable") == 0
+
+
+# --- the partition guard --------------------------------------------------------
+
+def test_decommissioned_services_do_not_dilute_the_partition_guard():
+    # 2 of 4 enabled hosts down, plus 6 long-dead services an operator disabled
+    svcs = services("down", "down", "up", "up")
+    svcs += [service(f"old{i}", state="down", status="disabled", reason="decommissioned")
+             for i in range(6)]
+    with pytest.raises(ActionFailure) as err:
+        fencing.fencing_steps(svcs[0], svcs, 0.4)
+    assert err.value.reason == "too_many_hosts_down"
+
+
+def test_hosts_fenced_earlier_still_count_as_down():
+    svcs = services("down", "up", "up", "up")
+    svcs.append(service("h9", state="down", status="disabled", forced_down=True,
+                        reason=markers.make(markers.FENCED, "e")))
+    with pytest.raises(ActionFailure) as err:
+        fencing.fencing_steps(svcs[0], svcs, 0.3)
+    assert err.value.reason == "too_many_hosts_down"
+    assert fencing.fencing_steps(svcs[0], svcs, 0.5)
+
+
+def test_an_absolute_cap_on_down_hosts():
+    svcs = services("down", "down", "up", "up", "up", "up", "up", "up")
+    assert fencing.fencing_steps(svcs[0], svcs, 0.5)
+    with pytest.raises(ActionFailure) as err:
+        fencing.fencing_steps(svcs[0], svcs, 0.5, max_down_hosts=1)
+    assert err.value.reason == "too_many_hosts_down" and "max_down_hosts" in err.value.message
+
+
+def test_a_down_cell_refuses_instead_of_crashing():
+    # microversion >= 2.69: services of a down cell have status UNKNOWN, no state, no id
+    svcs = services("down", "up", "up") + [{"binary": "nova-compute", "host": "cell2-h1",
+                                              "status": "UNKNOWN"}]
+    with pytest.raises(ActionFailure) as err:
+        fencing.fencing_steps(svcs[0], svcs, 0.5)
+    assert err.value.reason == "service_state_unknown" and "cell2-h1" in err.value.message
+
+
+def test_fence_rechecks_after_a_settle_delay(use_fake, monkeypatch):
+    svcs = services("down", "up", "up", "up")
+    nova = use_fake(FakeNova(services=svcs))
+    slept = []
+
+    def settle(seconds):
+        slept.append(seconds)
+        for svc in nova.services[1:3]:  # two more hosts went silent meanwhile
+            svc["state"] = "down"
+
+    monkeypatch.setattr(fencing.time, "sleep", settle)
+    result = fencing.FenceHostAction(host="h0", settle_seconds=2).run(Context())
+    assert slept == [2]
+    assert result.error["reason"] == "too_many_hosts_down"
+    assert nova.count("force_down") == 0 and nova.count("disable") == 0
+
+
+# --- an alarm that comes before Nova notices -------------------------------------
+
+def test_fence_waits_for_nova_to_see_the_host_down(use_fake, monkeypatch):
+    svcs = services("up", "up", "up")
+    nova = use_fake(FakeNova(services=svcs))
+    waited = []
+
+    def later(seconds):
+        waited.append(seconds)
+        if sum(waited) >= 20:
+            nova.services[0]["state"] = "down"  # service_down_time passed
+
+    monkeypatch.setattr(fencing.time, "sleep", later)
+    monkeypatch.setattr(fencing.time, "monotonic", lambda: sum(waited))
+    result = fencing.FenceHostAction(host="h0", wait_for_down=60, settle_seconds=0).run(
+        Context())
+    assert result.error is None, result.error
+    assert result.data["waited_for_down"] >= 20
+    assert [c["change"] for c in result.data["changes"]] == ["forced_down", "disabled"]
+
+
+def test_fence_gives_up_waiting_and_changes_nothing(use_fake, monkeypatch):
+    nova = use_fake(FakeNova(services=services("up", "up", "up")))
+    monkeypatch.setattr(fencing.time, "sleep", lambda s: None)
+    clock = iter(range(0, 10000, 5))
+    monkeypatch.setattr(fencing.time, "monotonic", lambda: next(clock))
+    result = fencing.FenceHostAction(host="h0", wait_for_down=30).run(Context())
+    assert result.error["reason"] == "host_still_up"
+    assert "30 s" in result.error["message"]
+    assert nova.count("force_down") == 0
