@@ -37,6 +37,25 @@ STANDARD_ACTIONS = {
 }
 
 _VAR = re.compile(r"\$\.([A-Za-z_][A-Za-z0-9_]*)")
+#: YAQL collection methods whose argument is a lambda: there ``$`` is the item
+_LAMBDA_CALL = re.compile(r"\.(where|select|selectMany|any|all|orderBy|groupBy|sum|"
+                          r"takeWhile|skipWhile|first|last|single|distinct)\(")
+
+
+def _outside_lambdas(text):
+    """``text`` without the arguments of YAQL lambda calls (``.where($.x)``)."""
+    out, pos = [], 0
+    for match in _LAMBDA_CALL.finditer(text):
+        if match.start() < pos:
+            continue
+        out.append(text[pos:match.end()])
+        depth, i = 1, match.end()
+        while i < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        pos = i - 1 if depth == 0 else len(text)
+    out.append(text[pos:])
+    return "".join(out)
 _EXPRESSION = re.compile(r"<%|{{")
 
 
@@ -160,7 +179,7 @@ def check_workbook(spec, name="workbook", actions=None, workflows=None):
     for wf_name, workflow in own.items():
         known_vars = _known_variables(workflow)
         for text in _strings({k: v for k, v in workflow.items() if k != "description"}):
-            for var in _VAR.findall(text):
+            for var in _VAR.findall(_outside_lambdas(text)):
                 if var not in known_vars:
                     problems.append(Problem(f"{name}: workflow {wf_name}",
                                             f"reads $.{var}, which is not an input, var, "

@@ -143,6 +143,10 @@ class NovaApi:
     def stop(self, server_id):
         self.nova.servers.stop(server_id)
 
+    def reboot(self, server_id, hard=True):
+        """Reboot a server (hard: the hypervisor restarts it, whatever the guest does)."""
+        self.nova.servers.reboot(server_id, "HARD" if hard else "SOFT")
+
     def pause(self, server_id):
         self.nova.servers.pause(server_id)
 

@@ -313,16 +313,20 @@ class EvacuateAndVerifyAction(SelfhealAction):
 
 
 class LocateInstancesAction(SelfhealAction):
-    """Group instances by the compute host they are on.
+    """Group instances by the compute host they are on, and say which hosts are healthy.
 
-    For per-instance triggers: the workflow then fences and evacuates each
-    host with only those instances.
+    For per-instance triggers: the workflow repairs the instances of a
+    healthy host where they are (``selfheal.reboot_instances``) and sends
+    only those of a dead host through the host flow (fence, evacuate).
 
     :param instance_ids: server UUIDs (list of strings, required).
     :param microversion: compute API microversion; empty negotiates.
     :returns: ``hosts`` ({host: [ids]}), ``missing`` (ids Nova does not
-        know), ``host_list`` ([{host, instance_ids}] for with-items). Error
-        reasons: ``invalid_input``, ``instances_not_found`` (none exist).
+        know), ``no_host`` (ids Nova knows on no host, e.g. never scheduled
+        or shelved), ``host_list`` ([{host, instance_ids, healthy}] for
+        with-items; ``healthy``: its nova-compute is up and not forced
+        down). Error reasons: ``invalid_input``, ``instances_not_found``
+        (none exist).
     """
 
     action_name = "selfheal.locate_instances"
@@ -338,15 +342,25 @@ class LocateInstancesAction(SelfhealAction):
                                 "server UUID")
         version = inputs.microversion("microversion", self.microversion)
         api = compute.NovaApi(clients.nova(context, version))
-        hosts, missing = {}, []
+        hosts, missing, no_host = {}, [], []
         for server_id in dict.fromkeys(ids):
             server = api.get_server(server_id)
             if server is None:
                 missing.append(server_id)
+            elif not server.get("OS-EXT-SRV-ATTR:host"):
+                no_host.append(server_id)
             else:
-                hosts.setdefault(server.get("OS-EXT-SRV-ATTR:host"), []).append(server_id)
-        if not hosts:
-            raise ActionFailure("instances_not_found", f"none of {ids} exists in Nova",
+                hosts.setdefault(server["OS-EXT-SRV-ATTR:host"], []).append(server_id)
+        if not hosts and not no_host:
+            raise ActionFailure("instances_not_found", f"none of {ids[:20]} exists in Nova",
                                 missing=missing)
-        return {"hosts": hosts, "missing": missing, "changes": [],
-                "host_list": [{"host": h, "instance_ids": v} for h, v in sorted(hosts.items())]}
+        services = {s["host"]: s for s in api.compute_services()} if hosts else {}
+        host_list = [{"host": h, "instance_ids": v, "healthy": _healthy(services.get(h))}
+                     for h, v in sorted(hosts.items())]
+        return {"hosts": hosts, "missing": missing, "no_host": no_host, "changes": [],
+                "host_list": host_list}
+
+
+def _healthy(service):
+    """Whether Nova sees the host's nova-compute up and nobody forced it down."""
+    return bool(service) and service.get("state") == "up" and not service.get("forced_down")

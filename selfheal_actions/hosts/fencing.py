@@ -22,7 +22,6 @@ from selfheal_actions.common.results import change
 from selfheal_actions.common.results import raise_if_forbidden
 from selfheal_actions.common.results import unexpected
 
-
 #: seconds between two reads of the services while waiting for Nova to see
 #: a host down (Nova's report_interval is 10 s, service_down_time 60 s)
 DOWN_POLL = 5.0

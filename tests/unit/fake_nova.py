@@ -255,6 +255,18 @@ class FakeNova:
         mig["status"] = "confirmed"
         srv["OS-EXT-STS:vm_state"] = mig["vm_state_before"]
 
+    def reboot(self, uuid, hard=True):
+        self.calls.append(("reboot", uuid, hard))
+        srv = self.servers[uuid]
+        if srv["OS-EXT-STS:vm_state"] not in ("active", "stopped", "paused", "suspended",
+                                              "error"):
+            raise nova_exc.Conflict(409, f"Cannot 'reboot' instance {uuid} while it is in "
+                                    f"vm_state {srv['OS-EXT-STS:vm_state']}")
+        if srv.get("reboot_fails"):
+            srv["OS-EXT-STS:vm_state"] = "error"
+        else:
+            srv["OS-EXT-STS:vm_state"] = "active"
+
     def pause(self, uuid):
         self.calls.append(("pause", uuid))
         self.servers[uuid]["OS-EXT-STS:vm_state"] = "paused"

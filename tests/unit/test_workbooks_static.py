@@ -31,13 +31,15 @@ def _host_failure():
 
 
 @pytest.mark.parametrize("old, new, expected", [
-    ("          max_down_ratio: <% $.max_down_ratio %>\n          timeout",
-     "          max_down_ration: <% $.max_down_ratio %>\n          timeout",
+    ("          max_down_ratio: <% $.max_down_ratio %>\n          max_down_hosts",
+     "          max_down_ration: <% $.max_down_ratio %>\n          max_down_hosts",
      "action selfheal.evacuate_and_verify has no input(s) ['max_down_ration']"),
     ("action: selfheal.evacuate_and_verify", "action: selfheal.evacuate_and_verfy",
      "unknown action"),
     ("        workflow: evacuate_host", "        workflow: evacuate_hots", "unknown workflow"),
-    ("          host: <% $.item.host %>\n", "", "workflow evacuate_host needs input(s) ['host']"),
+    ("        workflow: evacuate_host\n        input:\n          host: <% $.item.host %>\n",
+     "        workflow: evacuate_host\n        input:\n",
+     "workflow evacuate_host needs input(s) ['host']"),
     ("reason: <% $.reason %>", "reason: <% $.reasno %>", "reads $.reasno"),
     ("version: '2.0'", "version: '2.0'\n  bad: [", "not valid YAML"),
 ])

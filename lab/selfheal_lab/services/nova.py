@@ -17,7 +17,10 @@ keystoneauth ``Token`` plugin's ``X-Auth-Token`` is accepted and ignored).
 token validation by the lab's Keystone, registered in its catalog as
 ``compute`` (``keystone_compute_url`` in the endpoints entry).
 The control endpoint belongs to the lab only (simulated host failures, fault
-injection, request counters); it is never part of the Nova API.
+injection, request counters); it is never part of the Nova API, and never
+faulted. The fault controls (a crashed host, slow or failing spawns, HTTP
+faults at the Nova API) are described in ``doc/source/lab.rst``, "Fault
+controls".
 
 Stdlib only: this module runs in the operator's or test runner's Python.
 """
@@ -157,7 +160,7 @@ def _control(method, path, body=None):
 
 
 def hosts():
-    """``[{"host": "compute-1", "running": True}, ...]``"""
+    """``[{"host": "compute-1", "running": True, "crashed": False}, ...]``"""
     return _control("GET", "/hosts")
 
 
@@ -174,13 +177,32 @@ def add_host(host):
 def stop_host(host):
     """Simulate a host failure: its nova-compute stops heartbeating.
 
-    The API reports it ``down`` after ``service_down_time`` seconds.
+    A graceful stop: the work it had started (spawns, rebuilds) still
+    finishes. The API reports it ``down`` after ``service_down_time``
+    seconds. See :func:`crash_host` for a host that dies.
     """
     return _control("POST", f"/hosts/{host}/stop")
 
 
+def crash_host(host):
+    """Crash a compute host: it dies at once, mid-work, like a power cut.
+
+    Its nova-compute stops heartbeating (the API reports it ``down`` after
+    ``service_down_time`` seconds) and consumes no more RPC, and every
+    hypervisor operation in progress or arriving on it (spawn, the rebuild
+    of an evacuation landing there, power operations, migrations, deletes)
+    never completes: its servers stay in their task state. :func:`start_host`
+    restarts it like a rebooted host (the crashed work stays undone).
+
+    :returns: ``{"host", "running": False, "crashed": True, "changed"}``
+        (``changed`` is False when it was already crashed).
+    """
+    return _control("POST", f"/hosts/{host}/crash")
+
+
 def start_host(host):
-    """Bring a stopped compute host back (like restarting nova-compute)."""
+    """Bring a stopped or crashed compute host back (like restarting
+    nova-compute: a new service and manager, the same hypervisor)."""
     return _control("POST", f"/hosts/{host}/start")
 
 
@@ -196,6 +218,76 @@ def reset_request_counts():
 def inject_spawn_failures(host, n=1):
     """Make the next ``n`` spawns (boots, evacuation rebuilds) on ``host`` fail."""
     return _control("POST", "/faults", {"host": host, "fail_spawns": n})
+
+
+def slow_spawns(host, seconds):
+    """Make every spawn on ``host`` (a boot, or the rebuild of an evacuation
+    landing there) wait ``seconds`` first; 0 makes them fast again.
+
+    The server sits in task state ``spawning`` (an evacuation's migration in
+    ``pre-migrating``/``running``) meanwhile; the box keeps serving.
+
+    :returns: ``{"host", "fail_spawns", "spawn_seconds"}``
+    :raises RuntimeError: for an unknown host or a negative ``seconds``
+        (the box's message).
+    """
+    return _control("POST", "/faults", {"host": host, "spawn_seconds": seconds})
+
+
+def spawn_faults():
+    """The spawn faults set per host:
+    ``{"compute-1": {"host", "fail_spawns": n, "spawn_seconds": s}, ...}``"""
+    return _control("GET", "/faults")
+
+
+def add_http_fault(match, status=None, reset=False, hang_seconds=None, count=None,
+                   share=None, seed=None):
+    r"""Add a fault rule in front of the Nova API (both doors; never the
+    control endpoint).
+
+    :param match: a Python regular expression, searched (``re.search``) in
+        ``"METHOD /path?query"`` of each request, e.g.
+        ``r"^GET /v2\.1/servers/detail"`` or ``r"^POST /v2\.1/servers/[^/]+/action"``
+        (the path includes ``/v2.1``; ``?query`` only when there is one).
+    :param status: answer with this HTTP error (500-599) and a JSON body
+        like Nova's (``{"serviceUnavailable": {"code": 503, "message": ...}}``).
+    :param reset: close the TCP connection (an RST) without an answer.
+    :param hang_seconds: hold the request that long, then let it through.
+    :param count: act on the next ``count`` matching requests only.
+    :param share: act on that share (0 < share <= 1) of matching requests;
+        with neither ``count`` nor ``share``, on every matching request.
+    :param seed: seeds the rule's own random draws (with ``share``), for
+        repeatable runs.
+    :returns: the rule: ``{"id", "match", "action", "remaining", "matched",
+        "hits", ...}``
+    :raises RuntimeError: when the box refuses the rule (HTTP 400 and why:
+        not exactly one of status/reset/hang_seconds, a bad regex, ...).
+    """
+    body = {"match": match}
+    for key, value in (("status", status), ("hang_seconds", hang_seconds), ("count", count),
+                       ("share", share), ("seed", seed)):
+        if value is not None:
+            body[key] = value
+    if reset:
+        body["reset"] = True
+    return _control("POST", "/http_faults", body)
+
+
+def http_faults():
+    """The HTTP fault rules, oldest first, with ``matched`` (matching
+    requests seen), ``hits`` (requests faulted) and ``remaining`` (for a
+    ``count`` rule)."""
+    return _control("GET", "/http_faults")
+
+
+def remove_http_fault(rule_id):
+    """Remove one HTTP fault rule by its id."""
+    return _control("DELETE", f"/http_faults/{rule_id}")
+
+
+def clear_http_faults():
+    """Remove every HTTP fault rule: ``{"deleted": n}``."""
+    return _control("DELETE", "/http_faults")
 
 
 def databases():

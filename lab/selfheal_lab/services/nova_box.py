@@ -16,9 +16,11 @@ It assembles Nova's own functional-test fixtures (``nova.test.TestCase``,
   ``X-Auth-Project-Id`` and ``X-Roles`` (``X-Auth-User: admin`` plus the
   ``admin`` role makes an admin); no token is checked;
 * on ``127.0.0.1:C`` a small JSON control API for the lab only (simulated
-  host failures, fault injection, request counters, and for a box that
-  misbehaves its database engines, ``GET /databases``, and where each green
-  thread waits, ``GET /stacks``). It is not Nova;
+  host failures: a graceful stop or a crash, fault injection: failed or slow
+  spawns and HTTP faults at the Nova API, request counters, and for a box
+  that misbehaves its database engines, ``GET /databases``, and where each
+  green thread waits, ``GET /stacks``). It is not Nova, and it is never
+  faulted;
 * once the lab asks for it (``POST /keystone`` on the control API, naming a
   0600 settings file with the lab Keystone's URL and the ``nova`` service
   user), the same Nova API on a second port behind the real
@@ -28,6 +30,10 @@ It assembles Nova's own functional-test fixtures (``nova.test.TestCase``,
   records who made each request (user, project, roles and a hash of the
   token, never the token): ``GET /keystone/requests``.
 
+Both doors sit behind :class:`HttpFaults`: rules posted to the control API
+(``POST /http_faults``) answer matching Nova API requests with an error, drop
+their connection or delay them.
+
 When it serves it prints one line ``READY {json}`` on stdout.
 
 This file must stay importable without ``selfheal_lab``: it runs in a
@@ -36,12 +42,17 @@ different virtual environment.
 
 import argparse
 import collections
+import errno
+import functools
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import time
@@ -65,6 +76,19 @@ FIRST_REPORT_DELAY = 1
 # fake transport has no call monitor, so cap long calls at the real-world
 # 60 s: a call to a dead compute then fails as late as it would with RabbitMQ.
 LONG_RPC_TIMEOUT = 60
+# The driver methods a crashed host never finishes (besides spawn): whatever
+# acts on a guest or moves one, never the resource reports the periodic
+# tasks make under the box-wide "compute_resources" lock.
+FROZEN_DRIVER_METHODS = (
+    "rebuild", "destroy", "cleanup", "reboot", "power_off", "power_on", "pause", "unpause",
+    "suspend", "resume", "rescue", "unrescue", "snapshot", "soft_delete", "restore",
+    "set_admin_password", "trigger_crash_dump", "attach_interface", "detach_interface",
+    "detach_volume", "swap_volume", "extend_volume", "live_migration", "pre_live_migration",
+    "post_live_migration", "post_live_migration_at_source",
+    "post_live_migration_at_destination", "rollback_live_migration_at_source",
+    "rollback_live_migration_at_destination", "check_can_live_migrate_source",
+    "check_can_live_migrate_destination", "migrate_disk_and_power_off", "finish_migration",
+    "finish_revert_migration", "confirm_migration", "resume_state_on_host_boot")
 
 AUTH_HEADERS = ("HTTP_X_AUTH_USER", "HTTP_X_AUTH_PROJECT_ID", "HTTP_X_ROLES")
 # Set in the environ of requests that came through the Keystone door.
@@ -115,6 +139,172 @@ class RequestCounter:
         self.total += 1
         self.by_route[route] = self.by_route.get(route, 0) + 1
         return self.app(environ, start_response)
+
+
+# Nova's names for the error answers of its API (nova.api.openstack.wsgi.Fault).
+_FAULT_NAMES = {500: "computeFault", 501: "notImplemented", 503: "serviceUnavailable"}
+_HTTP_FAULT_KEYS = {"match", "status", "reset", "hang_seconds", "count", "share", "seed"}
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class HttpFaultError(ValueError):
+    """A rule the control API refuses (HTTP 400)."""
+
+
+class HttpFaults:
+    """WSGI middleware in front of both doors of the Nova API: rules that
+    answer matching requests with an error, drop their connection or delay
+    them (never the control port).
+
+    A rule matches when its regular expression is found (``re.search``) in
+    ``"METHOD /path?query"`` (the query only when there is one), e.g.
+    ``GET /v2.1/servers/detail?all_tenants=True``. It acts on the next
+    ``count`` matching requests, or on a ``share`` of them (drawn from its
+    own random generator, seeded by ``seed`` when given), or, with neither,
+    on every one. The first rule (oldest first) that acts on a request
+    decides; a request no rule acts on reaches Nova unchanged.
+    """
+
+    def __init__(self):
+        self.rules = []
+        self._next_id = 1
+
+    # --- rules ---------------------------------------------------------------
+
+    def add(self, body):
+        """Validate ``body`` and add its rule; :raises HttpFaultError: why not."""
+        if not isinstance(body, dict):
+            raise HttpFaultError("expected a JSON object")
+        unknown = sorted(set(body) - _HTTP_FAULT_KEYS)
+        if unknown:
+            raise HttpFaultError(f"unknown key(s) {', '.join(unknown)}; known: "
+                                 f"{', '.join(sorted(_HTTP_FAULT_KEYS))}")
+        match = body.get("match")
+        if not isinstance(match, str) or not match:
+            raise HttpFaultError('"match" must be a regular expression (a non-empty string) '
+                                 "searched in 'METHOD /path?query'")
+        try:
+            regex = re.compile(match)
+        except re.error as e:
+            raise HttpFaultError(f'"match" is not a valid regular expression: {e}') from None
+        status, reset, hang = body.get("status"), body.get("reset"), body.get("hang_seconds")
+        if reset not in (None, False, True):
+            raise HttpFaultError('"reset" must be true or false')
+        actions = [name for name, given in (("status", status is not None), ("reset", reset),
+                                            ("hang_seconds", hang is not None)) if given]
+        if len(actions) != 1:
+            raise HttpFaultError('give exactly one of "status" (an HTTP error 500-599), '
+                                 f'"reset": true or "hang_seconds", not {actions or "none"}')
+        if status is not None and not (isinstance(status, int) and not isinstance(status, bool)
+                                       and 500 <= status <= 599):
+            raise HttpFaultError('"status" must be an HTTP server error code, 500-599 '
+                                 '(e.g. 500 or 503)')
+        if hang is not None and not (_number(hang) and 0 <= hang <= 3600):
+            raise HttpFaultError('"hang_seconds" must be a number of seconds, 0-3600')
+        count, share, seed = body.get("count"), body.get("share"), body.get("seed")
+        if count is not None and share is not None:
+            raise HttpFaultError('give "count" or "share", not both')
+        if count is not None and not (isinstance(count, int) and not isinstance(count, bool)
+                                      and count >= 1):
+            raise HttpFaultError('"count" must be an integer >= 1')
+        if share is not None and not (_number(share) and 0 < share <= 1):
+            raise HttpFaultError('"share" must be a number with 0 < share <= 1')
+        if seed is not None:
+            if share is None:
+                raise HttpFaultError('"seed" only goes with "share"')
+            if not isinstance(seed, (int, str)) or isinstance(seed, bool):
+                raise HttpFaultError('"seed" must be an integer or a string')
+        rule = {"id": self._next_id, "match": match,
+                "action": actions[0], "status": status, "reset": bool(reset),
+                "hang_seconds": hang, "count": count, "share": share, "seed": seed,
+                "remaining": count, "matched": 0, "hits": 0}
+        self._next_id += 1
+        self.rules.append((rule, regex, random.Random(seed)))
+        return dict(rule)
+
+    def snapshot(self):
+        return [dict(rule) for rule, _regex, _rng in self.rules]
+
+    def clear(self):
+        deleted = len(self.rules)
+        self.rules = []
+        return deleted
+
+    def remove(self, rule_id):
+        kept = [r for r in self.rules if r[0]["id"] != rule_id]
+        deleted = len(self.rules) - len(kept)
+        self.rules = kept
+        return deleted
+
+    def _acting_rule(self, line):
+        for rule, regex, rng in self.rules:
+            if not regex.search(line):
+                continue
+            rule["matched"] += 1
+            if rule["count"] is not None:
+                if rule["remaining"] <= 0:
+                    continue
+                rule["remaining"] -= 1
+            elif rule["share"] is not None and rng.random() >= rule["share"]:
+                continue
+            rule["hits"] += 1
+            return rule
+        return None
+
+    # --- the middleware ------------------------------------------------------
+
+    def wrap(self, app):
+        def faulted(environ, start_response):
+            if not self.rules:
+                return app(environ, start_response)
+            line = (f"{environ.get('REQUEST_METHOD', 'GET')} "
+                    f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '/')}")
+            if environ.get("QUERY_STRING"):
+                line += "?" + environ["QUERY_STRING"]
+            rule = self._acting_rule(line)
+            if rule is None:
+                return app(environ, start_response)
+            if rule["action"] == "hang_seconds":
+                import eventlet
+
+                eventlet.sleep(rule["hang_seconds"])
+                return app(environ, start_response)
+            if rule["action"] == "reset":
+                return _reset_connection(environ, start_response)
+            status = rule["status"]
+            name = _FAULT_NAMES.get(status, "computeFault")
+            return _json_response(start_response, status, {name: {
+                "code": status,
+                "message": f"selfheal lab: injected HTTP {status} (fault rule {rule['id']})"}})
+
+        return faulted
+
+
+def _reset_connection(environ, start_response):
+    """Close the client's TCP connection at once, without an answer.
+
+    eventlet.wsgi keeps the accepted socket in its ``Input`` object: with
+    ``SO_LINGER`` (on, 0 s) closing it sends a TCP RST; telling eventlet the
+    request was already handled (as its websocket support does) makes it
+    write nothing and drop the connection.
+    """
+    import eventlet.wsgi
+
+    sock = getattr(environ.get("eventlet.input"), "_sock", None)
+    if sock is None:  # not served by eventlet.wsgi: the closest is an empty 500
+        start_response("500 Internal Server Error", [("Content-Length", "0")])
+        return [b""]
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    except OSError as e:
+        if e.errno not in (errno.EBADF, errno.ENOTCONN):
+            raise
+    eventlet.wsgi.WSGI_LOCAL.already_handled = True
+    return []
 
 
 def stub_door(app):
@@ -232,7 +422,9 @@ def green_thread_stacks():
 def _json_response(start_response, status, body):
     data = json.dumps(body).encode()
     reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-              409: "Conflict", 500: "Internal Server Error"}.get(status, "OK")
+              409: "Conflict", 500: "Internal Server Error", 501: "Not Implemented",
+              502: "Bad Gateway", 503: "Service Unavailable",
+              504: "Gateway Timeout"}.get(status, "Error" if status >= 400 else "OK")
     start_response(f"{status} {reason}", [("Content-Type", "application/json"),
                                           ("Content-Length", str(len(data)))])
     return [data]
@@ -295,15 +487,20 @@ def build_box(args):
 
     import eventlet
     import eventlet.wsgi
+    import greenlet
     import oslo_messaging as messaging
     from nova import context as nova_context
     from nova import exception
     from nova import objects
     from nova import rpc
     from nova import test
+    from nova import utils as nova_utils
     from nova.api import auth as nova_auth
     from nova.tests import fixtures as nova_fixtures
     from nova.tests.functional import fixtures as func_fixtures
+    from oslo_concurrency import lockutils
+
+    log = logging.getLogger("nova_box")
 
     # Nova's own context factory, before OSAPIFixture stubs it out.
     real_context = nova_auth.NovaKeystoneContext._create_context
@@ -348,7 +545,13 @@ def build_box(args):
             self.start_service("conductor")
             self.start_service("scheduler")
             self.running = {}
-            self.spawn_faults = {}
+            self.spawn_faults = {}  # host -> spawns left to fail
+            self.spawn_seconds = {}  # host -> seconds each spawn waits first
+            self.crashed = {}  # host -> crashed and not started since
+            self.lives = {}  # host -> crashes so far (which "process" runs)
+            self.frozen = {}  # host -> green threads its crash froze
+            self.http_faults = HttpFaults()
+            self._track_instance_locks()
             for host in hosts:
                 self.add_host(host)
 
@@ -396,18 +599,53 @@ def build_box(args):
             self.running[host] = False
             return True
 
+        def crash_host(self, host):
+            """Kill a compute host at once, as a power cut does.
+
+            Unlike :meth:`stop_host` (a graceful stop that lets the work in
+            flight finish), nothing of the host's work completes: its RPC
+            servers stop consuming, its heartbeat and periodic tasks die,
+            and every guarded driver call in progress or still to come on
+            it (see :meth:`_arm_faults`) blocks forever, even after a
+            restart (that is a new process; the old one's work is gone).
+            """
+            if host not in self.computes:
+                raise KeyError(host)
+            if self.crashed.get(host):
+                return False
+            self.crashed[host] = True
+            self.lives[host] = self.lives.get(host, 0) + 1
+            if self.running.get(host):
+                service = self.computes[host]
+                for server in (service.rpcserver, getattr(service, "rpcserver_alt", None)):
+                    if server is not None:
+                        try:
+                            server.stop()  # no wait(): handlers in flight stay frozen
+                        except Exception:
+                            log.exception("crash of %s: stopping an RPC server failed", host)
+                service.tg.stop()  # heartbeat and periodic tasks, killed
+            self.running[host] = False
+            log.warning("compute host %s crashed (lab fault)", host)
+            return True
+
         def start_host(self, host):
-            """Restart a stopped compute like a real nova-compute restart.
+            """Restart a stopped or crashed compute like a real nova-compute
+            restart.
 
             A new service and manager are created (so init_host runs and
             destroys the local leftovers of instances evacuated away), but
             the fake hypervisor (the driver object) survives, like guests
-            defined on a real host do.
+            defined on a real host do. The work a crash froze stays frozen;
+            the instance locks it held are released, as a dead process's
+            locks are.
             """
             if host not in self.computes:
                 raise KeyError(host)
             if self.running.get(host):
                 return False
+            if self.crashed.pop(host, False):
+                for frozen in self.frozen.pop(host, []):
+                    self._release_locks(frozen)
             old_driver = self.computes[host].manager.driver
             with mock.patch("nova.virt.driver.load_compute_driver", return_value=old_driver):
                 self.computes[host] = self.start_service("compute", host=host)
@@ -415,10 +653,18 @@ def build_box(args):
             return True
 
         def _arm_faults(self, host, driver):
+            """Wrap the host's driver: crashes freeze its calls; spawns can
+            be slowed down (``spawn_seconds``) and made to fail."""
             real_spawn = driver.spawn
             faults = self.spawn_faults
 
             def spawn(context, instance, *a, **kw):
+                life = self.lives.get(host, 0)
+                self._freeze_if_crashed(host, life, "spawn", instance)
+                seconds = self.spawn_seconds.get(host, 0)
+                if seconds:
+                    eventlet.sleep(seconds)
+                    self._freeze_if_crashed(host, life, "spawn", instance)
                 if faults.get(host, 0) > 0:
                     faults[host] -= 1
                     raise exception.NovaException(
@@ -426,12 +672,76 @@ def build_box(args):
                         f"for instance {instance.uuid}")
                 return real_spawn(context, instance, *a, **kw)
 
+            def guard(name, real):
+                @functools.wraps(real)
+                def guarded(*a, **kw):
+                    self._freeze_if_crashed(host, self.lives.get(host, 0), name,
+                                            kw.get("instance"))
+                    return real(*a, **kw)
+                return guarded
+
             driver.spawn = spawn
+            for name in FROZEN_DRIVER_METHODS:
+                real = getattr(driver, name, None)
+                if real is not None:
+                    setattr(driver, name, guard(name, real))
+
+        def _freeze_if_crashed(self, host, life, what, instance=None):
+            """Block this green thread forever if ``host`` crashed since the
+            call began (``life``); return at once otherwise."""
+            if not self.crashed.get(host) and self.lives.get(host, 0) == life:
+                return
+            me = greenlet.getcurrent()
+            if self.crashed.get(host):
+                self.frozen.setdefault(host, []).append(me)
+            else:  # the host was restarted meanwhile: its old locks are gone
+                self._release_locks(me)
+            log.warning("%s on crashed host %s frozen forever (instance %s)", what, host,
+                        getattr(instance, "uuid", "?"))
+            while True:
+                eventlet.sleep(3600)
+
+        def _track_instance_locks(self):
+            """Record which green thread holds which of Nova's in-process
+            named locks (``nova.utils.synchronized(name)``, e.g. the per
+            instance lock of a build or a delete), so that a restart can
+            release those its crash froze."""
+            real = nova_utils.synchronized
+            held = self.held_locks = {}
+
+            def synchronized(name, *args, **kwargs):
+                locked = real(name, *args, **kwargs)
+                if args or kwargs:  # external or fair locks are not tracked
+                    return locked
+
+                def decorate(f):
+                    @functools.wraps(f)
+                    def holding(*a, **kw):
+                        me = greenlet.getcurrent()
+                        held.setdefault(me, []).append(name)
+                        try:
+                            return f(*a, **kw)
+                        finally:
+                            names = held.get(me, [])
+                            if name in names:
+                                names.remove(name)
+                            if not names:
+                                held.pop(me, None)
+                    return locked(holding)
+                return decorate
+
+            self.stub_out("nova.utils.synchronized", synchronized)
+
+        def _release_locks(self, frozen):
+            for name in self.held_locks.pop(frozen, []):
+                lockutils.internal_lock(name).release()
+                log.info("released lock %s of crashed work", name)
 
         # --- facts for tools -------------------------------------------------
 
         def hosts(self):
-            return [{"host": h, "running": bool(self.running.get(h))} for h in self.computes]
+            return [{"host": h, "running": bool(self.running.get(h)),
+                     "crashed": bool(self.crashed.get(h))} for h in self.computes]
 
         def info(self):
             ctxt = nova_context.get_admin_context()
@@ -450,7 +760,8 @@ def build_box(args):
             self.counter = RequestCounter(self.api_fixture.app())
             api_sock = eventlet.listen(("127.0.0.1", port))
             control_sock = eventlet.listen(("127.0.0.1", control_port))
-            eventlet.spawn(self._wsgi_server, api_sock, stub_door(self.counter))
+            eventlet.spawn(self._wsgi_server, api_sock,
+                           self.http_faults.wrap(stub_door(self.counter)))
             eventlet.spawn(self._wsgi_server, control_sock, self.control_app)
             ready = {"port": port, "control_port": control_port, "pid": os.getpid(),
                      "hosts": list(self.computes),
@@ -472,7 +783,7 @@ def build_box(args):
             if self.keystone_door is None:
                 door = KeystoneDoor(self.counter, settings)
                 sock = eventlet.listen(("127.0.0.1", settings["port"]))
-                eventlet.spawn(self._wsgi_server, sock, door)
+                eventlet.spawn(self._wsgi_server, sock, self.http_faults.wrap(door))
                 self.keystone_door = (door, settings["port"])
             else:
                 self.keystone_door[0].configure(settings)
@@ -502,6 +813,37 @@ def build_box(args):
                 status, result = 500, {"error": f"{type(e).__name__}: {e}"}
             return _json_response(start_response, status, result)
 
+        def _spawn_fault_state(self, host):
+            return {"host": host, "fail_spawns": self.spawn_faults.get(host, 0),
+                    "spawn_seconds": self.spawn_seconds.get(host, 0)}
+
+        def _set_spawn_faults(self, body):
+            """``{"host", "fail_spawns"?, "spawn_seconds"?}``; with neither,
+            the next spawn fails (``fail_spawns`` 1)."""
+            if not isinstance(body, dict) or not isinstance(body.get("host"), str):
+                return 400, {"error": 'expected {"host": "name", "fail_spawns": n, '
+                                      '"spawn_seconds": s} (either or both)'}
+            host = body["host"]
+            unknown = sorted(set(body) - {"host", "fail_spawns", "spawn_seconds"})
+            if unknown:
+                return 400, {"error": f"unknown key(s) {', '.join(unknown)}; known: "
+                                      "host, fail_spawns, spawn_seconds"}
+            if host not in self.computes:
+                raise KeyError(host)
+            if "fail_spawns" not in body and "spawn_seconds" not in body:
+                body = dict(body, fail_spawns=1)
+            count, seconds = body.get("fail_spawns"), body.get("spawn_seconds")
+            if "fail_spawns" in body and (not isinstance(count, int) or isinstance(count, bool)
+                                          or count < 0):
+                return 400, {"error": "fail_spawns must be an integer >= 0"}
+            if "spawn_seconds" in body and (not _number(seconds) or not 0 <= seconds <= 86400):
+                return 400, {"error": "spawn_seconds must be a number of seconds, 0-86400"}
+            if "fail_spawns" in body:
+                self.spawn_faults[host] = count
+            if "spawn_seconds" in body:
+                self.spawn_seconds[host] = seconds
+            return 200, self._spawn_fault_state(host)
+
         def _control(self, method, parts, body):
             if method == "GET" and parts == ["health"]:
                 # read the database too: a box whose in-memory database was
@@ -521,26 +863,36 @@ def build_box(args):
                 changed = self.add_host(host)
                 return 200, {"host": host, "running": True, "changed": changed}
             if method == "POST" and len(parts) == 3 and parts[0] == "hosts" \
-                    and parts[2] in ("stop", "start"):
-                action = self.stop_host if parts[2] == "stop" else self.start_host
+                    and parts[2] in ("stop", "start", "crash"):
+                action = {"stop": self.stop_host, "start": self.start_host,
+                          "crash": self.crash_host}[parts[2]]
                 changed = action(parts[1])
                 return 200, {"host": parts[1], "running": self.running[parts[1]],
-                             "changed": changed}
+                             "crashed": bool(self.crashed.get(parts[1])), "changed": changed}
             if method == "GET" and parts == ["requests"]:
                 return 200, self.counter.snapshot()
             if method == "POST" and parts == ["requests", "reset"]:
                 self.counter.reset()
                 return 200, self.counter.snapshot()
             if method == "POST" and parts == ["faults"]:
-                host, count = body.get("host"), body.get("fail_spawns", 1)
-                if host not in self.computes:
-                    raise KeyError(host)
-                if not isinstance(count, int) or count < 0:
-                    return 400, {"error": "fail_spawns must be an integer >= 0"}
-                self.spawn_faults[host] = count
-                return 200, {"host": host, "fail_spawns": count}
+                return self._set_spawn_faults(body)
             if method == "GET" and parts == ["faults"]:
-                return 200, dict(self.spawn_faults)
+                return 200, {h: self._spawn_fault_state(h)
+                             for h in self.computes
+                             if h in self.spawn_faults or h in self.spawn_seconds}
+            if method == "POST" and parts == ["http_faults"]:
+                try:
+                    return 200, self.http_faults.add(body)
+                except HttpFaultError as e:
+                    return 400, {"error": f"bad HTTP fault rule: {e}"}
+            if method == "GET" and parts == ["http_faults"]:
+                return 200, self.http_faults.snapshot()
+            if method == "DELETE" and parts == ["http_faults"]:
+                return 200, {"deleted": self.http_faults.clear()}
+            if method == "DELETE" and len(parts) == 2 and parts[0] == "http_faults":
+                if not parts[1].isdigit() or not self.http_faults.remove(int(parts[1])):
+                    return 404, {"error": f"no HTTP fault rule {parts[1]}"}
+                return 200, {"deleted": 1}
             if method == "GET" and parts == ["info"]:
                 return 200, self.info()
             if method == "POST" and parts == ["keystone"]:
