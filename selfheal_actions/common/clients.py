@@ -21,6 +21,11 @@ Two ways in, chosen per call:
       headers: {X-Auth-User: admin}      # extra headers on every request
       region_name: RegionOne
       verify: true                       # or false, or a CA bundle path
+      timeout: 30                        # seconds per HTTP request (default 30)
+
+Every request has a timeout (30 s by default, well below the 60 s after
+which a silent host claim is taken over): a hung API call fails, and the
+actions retry the idempotent ones (:func:`compute.retried`).
 
 The Nova microversion is negotiated with the server (the highest both sides
 speak) unless a caller pins one.
@@ -38,6 +43,9 @@ from keystoneauth1.identity import access as access_plugin
 from selfheal_actions.common.results import ActionFailure
 
 CLOUD_CONFIG_ENV = "SELFHEAL_CLOUD_CONFIG"
+#: seconds an HTTP request may take (connect and read); the cloud config's
+#: ``timeout`` overrides it
+HTTP_TIMEOUT = 30.0
 
 
 def _security(context):
@@ -62,6 +70,14 @@ def explicit_config():
         endpoints["compute"] = os.environ["SELFHEAL_COMPUTE_ENDPOINT"]
     config["endpoints"] = endpoints
     return config
+
+
+def _timeout(config):
+    try:
+        value = float(config.get("timeout", HTTP_TIMEOUT))
+    except (TypeError, ValueError):
+        value = HTTP_TIMEOUT
+    return value if 1 <= value <= 600 else HTTP_TIMEOUT
 
 
 def _verify(security, config):
@@ -90,7 +106,8 @@ def session_for(context, service_type):
         auth_ref = access.create(body={"token": body}, auth_token=token)
         plugin = access_plugin.AccessInfoPlugin(
             auth_ref, auth_url=getattr(security, "auth_uri", None))
-        sess = ks_session.Session(auth=plugin, verify=_verify(security, config))
+        sess = ks_session.Session(auth=plugin, verify=_verify(security, config),
+                                  timeout=_timeout(config))
         region = getattr(security, "region_name", None) or config.get("region_name")
         # An explicit endpoint still wins: some clouds publish internal URLs
         # that the executor cannot reach.
@@ -105,7 +122,8 @@ def session_for(context, service_type):
             "executor's environment.")
     plugin = token_endpoint.Token(endpoint, config.get("token") or "selfheal-noauth")
     sess = ks_session.Session(auth=plugin, verify=_verify(None, config),
-                              additional_headers=config.get("headers") or {})
+                              additional_headers=config.get("headers") or {},
+                              timeout=_timeout(config))
     return sess, endpoint, config.get("region_name")
 
 

@@ -138,3 +138,16 @@ def test_microversion_is_negotiated_once_per_endpoint(monkeypatch):
     monkeypatch.setenv("SELFHEAL_COMPUTE_ENDPOINT", "http://nova.test:8774/v2.1")
     clients.nova(None)
     assert len(asked) == 3
+
+
+def test_every_session_has_a_timeout_shorter_than_the_claim_staleness(monkeypatch, tmp_path):
+    from selfheal_actions.common import clients
+    from selfheal_actions.common import host_claim
+
+    config = tmp_path / "cloud.yaml"
+    config.write_text("endpoints: {compute: 'http://nova:8774/v2.1'}\n")
+    monkeypatch.setenv(clients.CLOUD_CONFIG_ENV, str(config))
+    sess, _, _ = clients.session_for(None, "compute")
+    assert 0 < sess.timeout < host_claim.HostLock(None, "h", "o").stale_after
+    config.write_text("endpoints: {compute: 'http://nova:8774/v2.1'}\ntimeout: 12\n")
+    assert clients.session_for(None, "compute")[0].timeout == 12
