@@ -6,7 +6,9 @@ the lab uses those when they answer. A user's machine usually has none: then
 the lab starts **private** instances from the Debian packages' binaries
 (installing a missing package with apt-get), with their data under
 ``<lab>/services/backends/`` and on free loopback ports, and :func:`down`
-stops them again, by the PIDs the lab recorded.
+stops them again, by the PIDs the lab recorded. What the lab creates on the
+machine's own (a virtual host here, databases in the services) is recorded
+in :mod:`selfheal_lab.ledger`, and ``selfheal-lab down`` removes it.
 
 Each ``ensure_*`` function returns ``{"port": int, "private": bool}``;
 ``SELFHEAL_LAB_PRIVATE_BACKENDS=1`` forces private instances even where the
@@ -22,6 +24,7 @@ import shutil
 import subprocess
 import time
 
+from selfheal_lab import ledger
 from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
@@ -78,7 +81,8 @@ def rabbitmq_url(isolated=False, name=None):
 
 def _ensure_vhost(vhost, env=None):
     """Create ``vhost`` (guest may use it) on the machine's broker, or with
-    ``env`` (:func:`_rabbitmq_env`) on the lab's private one."""
+    ``env`` (:func:`_rabbitmq_env`) on the lab's private one. One created on
+    the machine's broker is recorded in the ledger: ``down`` deletes it."""
     if env is not None:
         env = dict(os.environ, **env)
     ctl = shutil.which("rabbitmqctl")
@@ -90,14 +94,38 @@ def _ensure_vhost(vhost, env=None):
                             timeout=60, env=env)
     if vhost in listed.stdout.split():
         return
-    for argv in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*",
-                                        ".*"]):
-        result = subprocess.run([ctl, "-q", *argv], capture_output=True, text=True, timeout=60,
-                                env=env)
-        if result.returncode != 0:
-            raise BackendError(f"rabbitmqctl {' '.join(argv)} failed: "
-                               f"{(result.stderr or result.stdout).strip()[-300:]}. Run it as a "
-                               f"user allowed to, or set {PRIVATE_BACKENDS_ENV}=1")
+    try:
+        _rabbitmqctl(ctl, env, "add_vhost", vhost)
+        if env is None:
+            ledger.record(ledger.RABBITMQ_VHOST, vhost, STANDARD_PORTS["rabbitmq"])
+        _rabbitmqctl(ctl, env, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    except BackendError as e:
+        raise BackendError(f"{e}. Run it as a user allowed to, or set "
+                           f"{PRIVATE_BACKENDS_ENV}=1") from None
+
+
+def drop_vhost(entry):
+    """Delete the virtual host a ledger entry names (``entry["name"]``) from
+    the machine's broker; one already gone is fine.
+
+    :raises BackendError: without rabbitmqctl, or when it fails.
+    """
+    ctl = shutil.which("rabbitmqctl")
+    if not ctl:
+        raise BackendError("no rabbitmqctl")
+    if entry["name"] in _rabbitmqctl(ctl, None, "list_vhosts").split():
+        _rabbitmqctl(ctl, None, "delete_vhost", entry["name"])
+
+
+def _rabbitmqctl(ctl, env, *argv):
+    """Run ``rabbitmqctl -q argv`` (``env``: its environment, None for this
+    one); return its output, or raise :class:`BackendError` with it."""
+    result = subprocess.run([ctl, "-q", *argv], capture_output=True, text=True, timeout=60,
+                            env=env)
+    if result.returncode != 0:
+        raise BackendError(f"rabbitmqctl {' '.join(argv)} failed: "
+                           f"{(result.stderr or result.stdout).strip()[-300:]}")
+    return result.stdout
 
 
 def running_private():

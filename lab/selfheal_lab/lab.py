@@ -32,6 +32,10 @@ from selfheal_lab.services import zaqar
 CLOUD_CONFIG = "cloud.yaml"
 
 
+#: seconds of "changes-since" margin the lab's Mistral uses (production: 120)
+LAB_CLOCK_MARGIN = 5
+
+
 def write_cloud_config(nova_info):
     """The explicit endpoint file the actions read in a Mistral without Keystone.
 
@@ -83,7 +87,10 @@ def up(hosts=nova.DEFAULT_HOSTS, mode="embedded", driver=nova.DEFAULT_DRIVER):
     """
     nova_info = nova.up(hosts=hosts, driver=driver)
     config = write_cloud_config(nova_info)
-    mistral_info = mistral.up(mode=mode, env={"SELFHEAL_CLOUD_CONFIG": str(config)})
+    # the lab's clocks are one: a short margin lets the tests reach the cases
+    # that happen after it in seconds instead of minutes
+    mistral_info = mistral.up(mode=mode, env={"SELFHEAL_CLOUD_CONFIG": str(config),
+                                              "SELFHEAL_CLOCK_MARGIN": str(LAB_CLOCK_MARGIN)})
     loaded = load_workbooks(mistral_info["url"])
     progress.step(f"workbooks loaded into Mistral ({mode}): {', '.join(loaded)}")
     return {"nova": nova_info, "mistral": mistral_info, "cloud_config": str(config)}
@@ -170,7 +177,13 @@ def down_mistral(mode):
 
 
 def down():
-    """Stop every lab process (by the PIDs the lab recorded)."""
+    """Stop every lab process (by the PIDs the lab recorded) and the private
+    backends, then drop what the lab created on the machine's shared ones
+    (databases, virtual hosts, a Redis database: :mod:`selfheal_lab.ledger`).
+    One that cannot be dropped is reported, with how to drop it by hand, and
+    kept in the ledger for the next ``down``."""
+    from selfheal_lab import ledger
+
     vitrage.down()
     aodh.down()
     zaqar.down()
@@ -182,6 +195,10 @@ def down():
     stopped = backends.down()
     if stopped:
         progress.step(f"private backends stopped: {', '.join(stopped)}")
+    ledger.drop_all({ledger.POSTGRES_DATABASE: mistral.drop_database,
+                     ledger.MARIADB_DATABASE: heat.drop_database,
+                     ledger.RABBITMQ_VHOST: backends.drop_vhost,
+                     ledger.REDIS_DATABASE: zaqar.drop_redis_db})
     progress.step("lab stopped")
 
 

@@ -3,8 +3,9 @@
 
 The state folder (``.lab/`` beside the source tree, or ``$SELFHEAL_LAB_DIR``)
 holds one virtual environment per service, their configuration, databases,
-logs and PID files, and ``endpoints.json``, the one place where tests, the
-demo and the benchmark find the running services.
+logs and PID files, ``endpoints.json``, the one place where tests, the
+demo and the benchmark find the running services, and ``created.json``, what
+the lab created on the machine's shared backends (:mod:`selfheal_lab.ledger`).
 """
 
 import json

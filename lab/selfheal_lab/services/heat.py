@@ -7,7 +7,9 @@ host of this lab's own: Heat's queue names are fixed, so two labs on one
 broker would serve each other's calls) and keep their data in MariaDB (database
 ``selfheal_heat_<lab tag>``): on sqlite, replacing a group member corrupts
 Heat's data. Both backends come from :mod:`selfheal_lab.backends`, private
-ones when the machine has none.
+ones when the machine has none; a database or virtual host created on the
+machine's own is recorded in :mod:`selfheal_lab.ledger`, and
+``selfheal-lab down`` drops it.
 
 ``up()`` records in ``endpoints.json`` (key ``heat``)::
 
@@ -30,9 +32,11 @@ token. The no-auth Heat keeps ``password``: trusts need Keystone for every
 stack. Its configuration holds the heat user's password (mode 0600).
 """
 
+import json
 import subprocess
 
 from selfheal_lab import backends
+from selfheal_lab import ledger
 from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
@@ -54,14 +58,29 @@ def _db_name(authenticated=False):
     return f"selfheal_heat_{'auth_' if authenticated else ''}{backends.lab_tag()}"
 
 
-# Runs in the Heat venv (PyMySQL): create the database when it is missing.
+# Runs in the Heat venv (PyMySQL): create the database when it is missing,
+# and say whether it was created now.
 _CREATE_DB = r"""
+import json, sys, pymysql
+port, name = int(sys.argv[1]), sys.argv[2]
+conn = pymysql.connect(host="127.0.0.1", port=port, user="root", password="",
+                       connect_timeout=10)
+with conn.cursor() as cur:
+    cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
+    created = not cur.fetchone()
+    cur.execute("CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4" % name)
+conn.close()
+print(json.dumps({"created": created}))
+"""
+
+# Runs in the interpreter that created the database (PyMySQL): drop it.
+_DROP_DB = r"""
 import sys, pymysql
 port, name = int(sys.argv[1]), sys.argv[2]
 conn = pymysql.connect(host="127.0.0.1", port=port, user="root", password="",
                        connect_timeout=10)
 with conn.cursor() as cur:
-    cur.execute("CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4" % name)
+    cur.execute("DROP DATABASE IF EXISTS `%s`" % name)
 conn.close()
 """
 
@@ -154,7 +173,7 @@ def up(timeout=START_TIMEOUT, authenticated=False):
     # the API's timeout short so the start-up probe retries soon.
     api_conf = sdir / "heat-api.conf"
     api_conf.write_text("[DEFAULT]\nrpc_response_timeout = 10\n")
-    _prepare_database(python, mariadb["port"], conf, db_url, service, _db_name(authenticated))
+    _prepare_database(python, mariadb, conf, db_url, service, _db_name(authenticated))
     bindir = python.parent
     commands = {
         "engine": [str(bindir / "heat-engine"), "--config-file", str(conf)],
@@ -183,15 +202,14 @@ def _registered(info):
     return info
 
 
-def _prepare_database(python, mariadb_port, conf, db_url, service, db_name):
+def _prepare_database(python, mariadb, conf, db_url, service, db_name):
+    """Create (:func:`create_database`) and migrate the database; a marker
+    skips the migration while the database is the one migrated before."""
     marker = state.service_dir(service) / "db-ready"
-    if marker.exists() and marker.read_text() == db_url:
+    created = create_database(python, mariadb["port"], db_name, shared=not mariadb["private"])
+    if not created and marker.exists() and marker.read_text() == db_url:
         return
-    result = subprocess.run([str(python), "-c", _CREATE_DB, str(mariadb_port), db_name],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"cannot create the Heat database in MariaDB on 127.0.0.1:"
-                           f"{mariadb_port} as root without a password:\n{result.stderr[-800:]}")
+    marker.unlink(missing_ok=True)
     progress.step(f"migrating the Heat database {db_name} (first time only)")
     log = state.service_dir(service) / "db-sync.log"
     with open(log, "w") as out:
@@ -200,6 +218,40 @@ def _prepare_database(python, mariadb_port, conf, db_url, service, db_name):
     if result.returncode != 0:
         raise RuntimeError(f"heat-manage db_sync failed; see {log}")
     marker.write_text(db_url)
+
+
+def create_database(python, mariadb_port, db_name, shared=True):
+    """Create the MariaDB database ``db_name`` if it is missing.
+
+    :param python: an interpreter with PyMySQL (the Heat venv's).
+    :param mariadb_port: the MariaDB on 127.0.0.1 (root, no password).
+    :param shared: that MariaDB is the machine's (not a private one of the
+        lab): a database created there is recorded in the ledger, for
+        ``down`` to drop (:func:`drop_database`).
+    :returns: True when the database was created now.
+    :raises RuntimeError: when MariaDB refuses.
+    """
+    result = subprocess.run([str(python), "-c", _CREATE_DB, str(mariadb_port), db_name],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"cannot create the Heat database in MariaDB on 127.0.0.1:"
+                           f"{mariadb_port} as root without a password:\n{result.stderr[-800:]}")
+    created = json.loads(result.stdout.strip().splitlines()[-1])["created"]
+    if created and shared:
+        ledger.record(ledger.MARIADB_DATABASE, db_name, mariadb_port, python=str(python))
+    return created
+
+
+def drop_database(entry):
+    """Drop the MariaDB database a ledger entry names, with the entry's
+    ``python`` (the one that created it); one already gone is fine.
+
+    :raises RuntimeError: with the driver's error when the drop fails.
+    """
+    result = subprocess.run([entry["python"], "-c", _DROP_DB, str(entry["port"]),
+                             entry["name"]], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError((result.stderr.strip().splitlines() or ["failed"])[-1])
 
 
 def down():

@@ -9,12 +9,15 @@ Three modes, which can run at the same time (separate folders, ports, PIDs):
     sqlite. Endpoints key ``mistral``.
 ``distributed``
     stock ``mistral-server --server api,engine,executor,notifier,periodic``
-    (a master process forking one worker per component), RabbitMQ and
-    PostgreSQL (database ``selfheal_mistral_<lab tag>``), remote executor. Endpoints
-    key ``mistral_distributed``. When RabbitMQ or PostgreSQL is not reachable
+    (a master process forking one worker per component), RabbitMQ (a virtual
+    host of this lab's own on a shared broker) and PostgreSQL (database
+    ``selfheal_mistral_<lab tag>``), remote executor. Endpoints key
+    ``mistral_distributed``. When RabbitMQ or PostgreSQL is not reachable
     on its standard loopback port, private instances are started from the
     Debian packages' binaries (data in the lab's state folder, free loopback
-    ports) and stopped again by :func:`down`.
+    ports) and stopped again by :func:`down`. The database and virtual host
+    created on the machine's own are recorded in :mod:`selfheal_lab.ledger`,
+    and ``selfheal-lab down`` drops them.
 ``authenticated``
     the one-process Mistral of ``embedded`` with ``[pecan] auth_enable =
     True``: every API call needs a token of the lab's Keystone, validated by
@@ -43,6 +46,7 @@ import urllib.error
 import urllib.request
 
 from selfheal_lab import backends
+from selfheal_lab import ledger
 from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
@@ -348,6 +352,14 @@ run_in_api = False
 [legacy_action_provider]
 load_action_plugins = True
 
+# An action whose executor died is failed after 6 missed heartbeats of 5 s
+# (production defaults: 15 of 20 s), so a crash in the middle of a healing
+# shows as an ERROR execution within half a minute, not five minutes.
+[action_heartbeat]
+max_missed_heartbeats = 6
+check_interval = 5
+first_heartbeat_timeout = 600
+
 # Every lab service listens on loopback, which std.http refuses by default
 # (SSRF protection); keep refusing link-local (the metadata service).
 [action_std_http]
@@ -403,12 +415,14 @@ def _backends(mode, python):
     rabbit = backends.ensure("rabbitmq")
     postgres = backends.ensure("postgres")
     pg_port = postgres["port"]
-    db_state = _create_database(python, pg_port)
+    db_state = _create_database(python, pg_port, shared=not postgres["private"])
     tag = f"selfheal_{_lab_tag()}"
     private = [{"name": name, "port": b["port"]}
                for name, b in (("rabbitmq", rabbit), ("postgres", postgres)) if b["private"]]
     return {
-        "transport_url": f"rabbit://guest:guest@127.0.0.1:{rabbit['port']}/",
+        # a virtual host of this lab's own on a shared broker, which
+        # ``down`` deletes with the queues and exchange in it
+        "transport_url": backends.rabbitmq_url(isolated=True),
         "database": f"postgresql+psycopg2://{db_state['user']}@127.0.0.1:{pg_port}/{_db_name()}",
         # Exchange and topics named after this lab: no collision with any
         # other Mistral using the same broker.
@@ -455,7 +469,7 @@ def _run(argv, sdir, name):
 
 
 # Runs in the Mistral venv (psycopg2): create the database if missing and
-# say whether it is migrated.
+# say whether it is migrated, and whether it was created now.
 _CREATE_DB = r"""
 import json, sys
 import psycopg2
@@ -471,7 +485,8 @@ for user in users:
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        if not cur.fetchone():
+        created = not cur.fetchone()
+        if created:
             cur.execute('CREATE DATABASE "%s"' % name)
     conn.close()
     conn = psycopg2.connect(host=host, port=port, user=user, dbname=name, connect_timeout=5)
@@ -482,14 +497,24 @@ for user in users:
             cur.execute("SELECT count(*) FROM alembic_version")
             migrated = cur.fetchone()[0] > 0
     conn.close()
-    print(json.dumps({"user": user, "migrated": migrated}))
+    print(json.dumps({"user": user, "migrated": migrated, "created": created}))
     sys.exit(0)
 sys.stderr.write("\n".join(errors))
 sys.exit(1)
 """
 
 
-def _create_database(python, pg_port):
+def _create_database(python, pg_port, shared=True):
+    """Create the distributed Mistral's database if it is missing.
+
+    :param python: an interpreter with psycopg2 (the Mistral venv's).
+    :param pg_port: the PostgreSQL on 127.0.0.1 to create it on.
+    :param shared: that PostgreSQL is the machine's (not a private one of
+        the lab): a database created there is recorded in the ledger, for
+        ``down`` to drop (:func:`drop_database`).
+    :returns: ``{"user", "migrated", "created"}``: the PostgreSQL user that
+        worked, whether the schema is there, whether it was created now.
+    """
     users = []
     for user in ("postgres", "root", getpass.getuser()):
         if user not in users:
@@ -505,4 +530,34 @@ def _create_database(python, pg_port):
         raise MistralLabError(
             f"cannot use PostgreSQL on 127.0.0.1:{pg_port} as any of {users} without a password "
             f"(the lab needs trust authentication on loopback):\n{result.stderr.strip()[-800:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    db_state = json.loads(result.stdout.strip().splitlines()[-1])
+    if db_state["created"] and shared:
+        ledger.record(ledger.POSTGRES_DATABASE, _db_name(), pg_port, python=str(python),
+                      user=db_state["user"])
+    return db_state
+
+
+# Runs in the interpreter that created the database (psycopg2): drop it.
+_DROP_DB = r"""
+import sys
+import psycopg2
+host, port, name, user = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+conn = psycopg2.connect(host=host, port=port, user=user, dbname="postgres", connect_timeout=5)
+conn.autocommit = True
+with conn.cursor() as cur:
+    cur.execute('DROP DATABASE IF EXISTS "%s"' % name)
+conn.close()
+"""
+
+
+def drop_database(entry):
+    """Drop the PostgreSQL database a ledger entry names, with the entry's
+    ``python`` and ``user`` (those that created it); one already gone is fine.
+
+    :raises MistralLabError: with the driver's error when the drop fails.
+    """
+    result = subprocess.run([entry["python"], "-c", _DROP_DB, "127.0.0.1", str(entry["port"]),
+                             entry["name"], entry["user"]], capture_output=True, text=True,
+                            timeout=120)
+    if result.returncode != 0:
+        raise MistralLabError((result.stderr.strip().splitlines() or ["failed"])[-1])

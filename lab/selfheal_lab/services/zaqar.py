@@ -5,7 +5,9 @@ No Keystone (``auth_strategy`` empty): every request carries a ``Client-ID``
 (a UUID) and an ``X-Project-ID`` header. Redis holds both the messages and
 the management data (queues, subscriptions), in a database number of its
 own, and the message pipeline includes Zaqar's notifier, without which
-subscriptions deliver nothing. Redis comes from :mod:`selfheal_lab.backends`.
+subscriptions deliver nothing. Redis comes from :mod:`selfheal_lab.backends`;
+on the machine's Redis, a database number found empty is recorded in
+:mod:`selfheal_lab.ledger`, and ``selfheal-lab down`` empties it again.
 
 ``up()`` records in ``endpoints.json`` (key ``zaqar``)::
 
@@ -22,9 +24,11 @@ token of that trust. It is recorded as ``keystone_url`` and registered in
 the catalog as ``messaging``; its configuration (0600) holds the password.
 """
 
+import socket
 import uuid
 
 from selfheal_lab import backends
+from selfheal_lab import ledger
 from selfheal_lab import processes
 from selfheal_lab import progress
 from selfheal_lab import state
@@ -135,6 +139,8 @@ def _running(redis, keystone_url):
 
 
 def _start(python, redis, keystone_url, timeout):
+    if not redis["private"]:
+        _claim_redis_db(redis["port"])
     previous = state.read_endpoints().get(KEY) or {}
     managed.stop(SERVICE, KEY, KEYSTONE_NAMES)  # keep the ports they had
     sdir = state.service_dir(SERVICE)
@@ -158,6 +164,42 @@ def _start(python, redis, keystone_url, timeout):
                   + (f", and behind Keystone on port {ports[1]}" if keystone_url else ""))
     return managed.start(SERVICE, KEY, commands, _fingerprint(redis, keystone_url), info, probe,
                          timeout, "Zaqar")
+
+
+def _claim_redis_db(port):
+    """Record this lab's Redis database number on the machine's Redis (at
+    ``port``) in the ledger when it is empty: Zaqar is about to fill it, and
+    ``down`` empties it again (:func:`drop_redis_db`). One holding keys
+    already (someone else's) is not recorded.
+
+    :returns: True when the database is (now) recorded.
+    """
+    db = _redis_db()
+    if ledger.recorded(ledger.REDIS_DATABASE, db, port):
+        return True
+    if _redis(port, db, "DBSIZE") != 0:
+        return False
+    ledger.record(ledger.REDIS_DATABASE, db, port)
+    return True
+
+
+def drop_redis_db(entry):
+    """Empty (``FLUSHDB``) the Redis database number a ledger entry names;
+    an empty one is fine. Raises OSError or RuntimeError when Redis fails."""
+    _redis(entry["port"], int(entry["name"]), "FLUSHDB")
+
+
+def _redis(port, db, command):
+    """Send ``command`` (one word: DBSIZE, FLUSHDB) to database ``db`` of the
+    Redis on 127.0.0.1:``port``; return its reply: an int or a status str."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(f"SELECT {int(db)}\r\n{command}\r\n".encode())
+        replies = conn.makefile("rb")
+        for _ in range(2):  # SELECT's reply, then the command's
+            line = replies.readline().decode(errors="replace").rstrip("\r\n")
+            if not line or line[0] == "-":
+                raise RuntimeError(f"Redis on port {port}: {line[1:] or 'no reply'}")
+    return int(line[1:]) if line[0] == ":" else line[1:]
 
 
 def down():
