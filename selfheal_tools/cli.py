@@ -173,15 +173,24 @@ def parser():
     return top
 
 
-def main(argv=None):
-    args = parser().parse_args(argv)
+def dispatch(command_parser, argv=None):
+    """Parse ``argv`` and run the chosen subcommand's ``func``; an error the
+    user can act on is one line on stderr (exit 1), never a traceback.
+
+    :returns: the exit status.
+    """
+    args = command_parser.parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (RuntimeError, OSError, TimeoutError) as error:
-        print(f"selfheal {args.command}: {error}", file=sys.stderr)
+    except (RuntimeError, OSError, TimeoutError, ValueError) as error:
+        print(f"{command_parser.prog} {args.command}: {error}", file=sys.stderr)
         return 1
+
+
+def main(argv=None):
+    return dispatch(parser(), argv)
 
 
 if __name__ == "__main__":

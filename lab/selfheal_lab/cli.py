@@ -115,14 +115,9 @@ def parser():
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        return 130
-    except (RuntimeError, OSError, TimeoutError) as error:
-        print(f"selfheal-lab {args.command}: {error}", file=sys.stderr)
-        return 1
+    from selfheal_tools.cli import dispatch
+
+    return dispatch(parser(), argv)
 
 
 if __name__ == "__main__":

@@ -180,22 +180,12 @@ class EvacuationRun(WindowedRun):
                     entry["decision"] = "reset_and_evacuate"
                     entry["phase"] = PENDING
                 continue
-            entry["migration_id"] = migration["id"]
-            entry["migration_status"] = migration.get("status")
-            if entry["attempt_log"]:
-                entry["attempt_log"][-1].update(migration_id=migration["id"],
-                                                status=migration.get("status"),
-                                                destination=migration.get("dest_compute"))
+            self._note_migration(entry, migration)
             phase = records.migration_phase(migration)
             if phase == records.DONE:
                 entry["phase"] = VERIFYING
             elif phase == records.FAILED:
-                if entry["decision"] == "adopt":
-                    entry["attempts"] += 1
-                    entry["attempt_log"].append({"target": None, "migration_id": migration["id"],
-                                                 "status": migration.get("status"),
-                                                 "destination": migration.get("dest_compute")})
-                    entry["decision"] = "evacuate"
+                self._adopted_attempt_failed(entry, migration, "evacuate")
                 where = f" on {migration['dest_compute']}" if migration.get("dest_compute") else ""
                 self._after_failed_attempt(entry, f"migration_{migration.get('status')}{where}")
 

@@ -193,25 +193,14 @@ class DrainRun(WindowedRun):
             migration = latest[entry["method"]].get(entry["id"])
             if migration is None or migration["id"] in self._finished_ids(entry):
                 continue
-            entry["migration_id"] = migration["id"]
-            entry["migration_status"] = migration.get("status")
-            if entry["attempt_log"]:
-                entry["attempt_log"][-1].update(migration_id=migration["id"],
-                                                status=migration.get("status"),
-                                                destination=migration.get("dest_compute"))
+            self._note_migration(entry, migration)
             phase = plans.migration_phase(migration)
             if phase == plans.DONE:
                 entry["phase"] = VERIFYING
             elif phase == plans.AWAITING_CONFIRM:
                 self._confirm(entry)
             elif phase == plans.FAILED:
-                if entry["decision"] == "adopt":
-                    entry["attempts"] += 1
-                    entry["attempt_log"].append({
-                        "method": entry["method"], "target": None,
-                        "migration_id": migration["id"], "status": migration.get("status"),
-                        "destination": migration.get("dest_compute")})
-                    entry["decision"] = "move"
+                self._adopted_attempt_failed(entry, migration, "move", method=entry["method"])
                 where = f" to {migration['dest_compute']}" if migration.get("dest_compute") else ""
                 self._after_failed_attempt(
                     entry, f"{entry['method']}_migration_{migration.get('status')}{where}")

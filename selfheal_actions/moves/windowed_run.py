@@ -144,6 +144,26 @@ class WindowedRun:
         """Migration ids of earlier, finished attempts (a retry waits for a new one)."""
         return {a["migration_id"] for a in entry["attempt_log"][:-1] if a.get("migration_id")}
 
+    def _note_migration(self, entry, migration):
+        """Record ``migration`` (the entry's newest) on the entry and its attempt."""
+        entry["migration_id"] = migration["id"]
+        entry["migration_status"] = migration.get("status")
+        if entry["attempt_log"]:
+            entry["attempt_log"][-1].update(migration_id=migration["id"],
+                                            status=migration.get("status"),
+                                            destination=migration.get("dest_compute"))
+
+    def _adopted_attempt_failed(self, entry, migration, decision, **attempt):
+        """An adopted move (someone else's) failed: count it as an attempt of
+        ours, and carry on deciding like for our own (``decision``)."""
+        if entry["decision"] != "adopt":
+            return
+        entry["attempts"] += 1
+        entry["attempt_log"].append(dict(attempt, target=None, migration_id=migration["id"],
+                                         status=migration.get("status"),
+                                         destination=migration.get("dest_compute")))
+        entry["decision"] = decision
+
     # verifying where each instance landed
     def _verify(self):
         checking = self._in_phase(VERIFYING)
