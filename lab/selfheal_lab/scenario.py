@@ -23,9 +23,15 @@ class LabCloud:
     def __init__(self, mistral_key="mistral"):
         endpoints = state.read_endpoints()
         self.nova_info = endpoints["nova"]
-        self.mistral_url = endpoints[mistral_key]["url"]
+        self.mistral_key = mistral_key
         self._clients = {}  # novaclients by microversion
         self._image_id = None
+
+    @property
+    def mistral_url(self):
+        """Mistral's URL, read each time: a Mistral the lab restarted (a test
+        that kills it) may listen on another port."""
+        return state.read_endpoints()[self.mistral_key]["url"]
 
     def nova(self, microversion="2.96"):
         """A novaclient on the lab's Nova at ``microversion``."""
