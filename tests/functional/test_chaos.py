@@ -82,10 +82,19 @@ def slow_hosts():
         nova_box.slow_spawns(host, 0)
 
 
+@pytest.fixture
+def mistral_back():
+    """The test kills the lab's Mistral: whatever happens, the next tests
+    find it running again."""
+    yield
+    lab.up()
+
+
 def _kill_mistral():
-    """SIGKILL the lab's embedded Mistral (by the PID the lab recorded)."""
+    """SIGKILL the lab's embedded Mistral, its whole process group, as a
+    crash of the node would (by the PID the lab recorded)."""
     pid = state.read_endpoints()["mistral"]["pids"][0]
-    os.kill(pid, signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -105,10 +114,12 @@ def _wait_for_evacuations(cloud, servers, timeout=60):
 
 
 def test_mistral_killed_mid_run_then_run_again_later_never_evacuates_twice(
-        cloud, make_hosts, slow_hosts):
+        cloud, make_hosts, slow_hosts, mistral_back):
     failed, target_a, target_b = make_hosts(3)
     servers = [cloud.boot(f"vm-{i}", failed) for i in range(4)]
-    slow_hosts([target_a, target_b], 45)
+    # the spawns outlast the dead run's claim (60 s without a heartbeat), so
+    # the rerun finds them still in flight, their records older than the margin
+    slow_hosts([target_a, target_b], 100)
     cloud.fail_host(failed)
     first = cloud.start_workflow(WF, {"host": failed})
     _wait_for_evacuations(cloud, servers)
@@ -120,6 +131,7 @@ def test_mistral_killed_mid_run_then_run_again_later_never_evacuates_twice(
     evacuation = rerun["output"]["evacuation"]
     # it took the dead run's claim over and adopted its evacuations
     assert evacuation["took_over_from"].startswith(first["id"])
+    assert {i["decision"] for i in rerun["output"]["plan"]["instances"]} == {"adopt"}
     assert {i["outcome"] for i in evacuation["instances"]} == {"evacuated"}
     assert not [c for c in evacuation["changes"] if c["change"] == "evacuation_requested"]
     assert_nova_agrees(cloud, failed, servers)
