@@ -213,20 +213,23 @@ def test_twice_in_a_row_the_second_run_is_a_no_op(cloud, make_hosts):
     assert svc.status == "enabled" and not svc.disabled_reason
 
 
-@pytest.mark.parametrize("bad, fragment", [
-    ({"concurrency": 0}, "'concurrency' must be at least 1"),
-    ({"cold_migration": "always"}, "'cold_migration' must be one of"),
-    ({"until": "tomorrow"}, "'until' must be a UTC time"),
-    ({"host": "no-such-host"}, "no nova-compute service on host 'no-such-host'"),
+@pytest.mark.parametrize("bad, fragment, step", [
+    # the input rules, checked before anything is read
+    ({"concurrency": 0}, "'concurrency' must be at least 1", "check_inputs"),
+    ({"cold_migration": "always"}, "'cold_migration' must be one of", "check_inputs"),
+    ({"until": "tomorrow"}, "'until' must be a UTC time", "check_inputs"),
+    # what only Nova can tell, in the dry-run plan before anything changes
+    ({"host": "no-such-host"}, "no nova-compute service on host 'no-such-host'", "plan"),
 ])
-def test_bad_input_is_a_clear_error_and_changes_nothing(cloud, make_hosts, bad, fragment):
+def test_bad_input_is_a_clear_error_and_changes_nothing(cloud, make_hosts, bad, fragment,
+                                                        step):
     host, _, _ = make_hosts(3)
     server = cloud.boot("vm", host)
 
     execution = cloud.run_workflow(START, dict({"host": host}, **bad))
 
     assert execution["state"] == "ERROR"
-    assert execution["output"]["failed_step"] == "plan"
+    assert execution["output"]["failed_step"] == step
     assert fragment in execution["output"]["error"]["message"]
     assert cloud.service(host).status == "enabled"
     assert host_of(cloud.server(server)) == host and moves(cloud, server) == []
