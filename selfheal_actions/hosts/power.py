@@ -26,6 +26,8 @@ from selfheal_actions.hosts import bmc
 from selfheal_actions.hosts import inventory
 
 LOG = logging.getLogger(__name__)
+#: how the power loop waits and tells time (tests replace them)
+SLEEP, CLOCK = time.sleep, time.monotonic
 
 #: what an operator can do, per reason, after a failed power-off
 ADVICE = {
@@ -60,7 +62,7 @@ def switch(driver, target, attempts=3, timeout=30.0, poll_interval=1.0, sleep=No
     :raises ActionFailure: the BMC reason of the last attempt, or
         ``power_<target>_not_confirmed``; details ``attempts``.
     """
-    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    sleep, clock = sleep or SLEEP, clock or CLOCK
     log, before, first_sent = [], None, None
     reason, message = _target_reason(target), None
     for number in range(1, attempts + 1):
@@ -254,3 +256,103 @@ class PowerStatusAction(SelfhealAction):
                            bmc=inventory.public(entry)) from None
         return {"host": host, "bmc": inventory.public(entry), "power_state": state,
                 "changes": []}
+
+
+# --- the host failure flow's fence -------------------------------------------------
+
+#: the ``fencing`` input of the host failure flow
+MODES = ("auto", "power", "nova_only", "workflow")
+
+NOVA_ONLY_WARNING = (
+    "fencing=nova_only: the host was not powered off, only forced down in Nova. If it is "
+    "still running (a management-network, nova-compute or message-bus failure), its "
+    "instances keep writing to shared storage (Ceph RBD, NFS, iSCSI) while their evacuated "
+    "copies start: every instance would run twice on the same disk. Use it only after "
+    "fencing the host by hand, or without shared storage.")
+NO_INVENTORY_WARNING = (
+    "no fencing inventory is configured on the Mistral executor, so the host was fenced in "
+    "Nova only (as fencing=nova_only). " + NOVA_ONLY_WARNING.split(": ", 1)[1])
+
+
+def resolve_mode(mode, host, context):
+    """What fencing the flow does for ``host``.
+
+    ``auto`` (the default) is ``power`` when the inventory has the host;
+    with an inventory that lacks it, ``no_fencing_entry`` (a cloud that
+    configured power fencing does not quietly skip a host); with no inventory
+    at all, ``nova_only`` with a warning (as before power fencing existed).
+
+    :returns: ``(mode, entry, warnings)``: ``entry`` is the resolved
+        inventory entry (``power``; ``workflow`` when the host has one), else None.
+    :raises ActionFailure: ``invalid_input``, ``no_fencing_entry``,
+        ``configuration_error``, ``secret_unavailable``.
+    """
+    if mode not in MODES:
+        raise ActionFailure("invalid_input", f"input 'fencing' must be one of {list(MODES)}, "
+                            f"got {mode!r}")
+    if mode == "nova_only":
+        return mode, None, [NOVA_ONLY_WARNING]
+    if mode == "power":
+        return mode, bmc_entry(host, context), []
+    path, raw = inventory.lookup(host)
+    if mode == "workflow":
+        return mode, inventory.entry_for(host, context) if raw else None, []
+    if path is None:
+        return "nova_only", None, [NO_INVENTORY_WARNING]
+    return "power", bmc_entry(host, context), []
+
+
+def plan(entry, host):
+    """The dry run's power plan: driver and address, never a credential."""
+    return {"bmc": inventory.public(entry), "would": "power_off",
+            "note": "a real run reads the power state (already Off: no change), sends a "
+                    "hard power-off and forces the host down in Nova only once the BMC "
+                    "reports Off"}
+
+
+def fence_off(entry, host, options, sleep=None, clock=None):
+    """Power ``host`` off and confirm it (the flow's fence).
+
+    :param options: ``attempts``, ``timeout``, ``poll_interval``.
+    :returns: the :func:`switch` report plus ``bmc``, ``sent_at`` and
+        ``confirmed_at`` (UTC) and ``fence_seconds`` (sent to Off confirmed).
+    :raises ActionFailure: the BMC reasons, with what to do.
+    """
+    from selfheal_actions.common import timeutil
+
+    shown = inventory.public(entry)
+    LOG.info("fencing %s: power off through %s BMC %s", host, shown["driver"],
+             shown["address"])
+    sent_at = timeutil.iso(timeutil.utcnow())
+    try:
+        report = switch(bmc.driver_for(entry), bmc.OFF, sleep=sleep, clock=clock, **options)
+    except ActionFailure as failure:
+        raise fail_with_advice(failure, host, entry, bmc.OFF) from None
+    report.update(bmc=shown, sent_at=sent_at if report["switched"] else None,
+                  confirmed_at=timeutil.iso(timeutil.utcnow()),
+                  fence_seconds=report.pop("seconds"))
+    LOG.info("fencing %s: power %s confirmed (%s)", host, report["power_state"],
+             "switched off" if report["switched"] else "was already off")
+    return report
+
+
+def confirm_off(entry, host):
+    """After the operator's fencing workflow: the BMC must report Off.
+
+    :raises ActionFailure: ``power_off_not_confirmed`` when it reports On
+        or unknown; the BMC reasons when it cannot be read.
+    """
+    shown = inventory.public(entry)
+    try:
+        state = bmc.driver_for(entry).power_state()
+    except bmc.BmcError as error:
+        raise fail_with_advice(_failure(error.reason, error.message), host, entry,
+                               bmc.OFF) from None
+    if state != bmc.OFF:
+        raise ActionFailure(
+            "power_off_not_confirmed",
+            f"the fencing workflow succeeded, but the {shown['driver']} BMC {shown['address']} "
+            f"of '{host}' reports power {state}: the host may still run its instances, so "
+            "nothing was forced down or evacuated. " + ADVICE["power_off_not_confirmed"],
+            host=host, bmc=shown, power_state=state)
+    return {"bmc": shown, "power_state": state, "checked_after": "fencing_workflow"}

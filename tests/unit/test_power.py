@@ -195,7 +195,9 @@ def fake_bmc(tmp_path, monkeypatch):
     def driver_for(entry, timeout=10.0):
         return drivers.setdefault(entry["address"], FakeDriver("on", delay_reads=1))
     monkeypatch.setattr(bmc, "driver_for", driver_for)
-    monkeypatch.setattr(power.time, "sleep", lambda s: None)
+    clock = Clock()
+    monkeypatch.setattr(power, "SLEEP", clock.sleep)
+    monkeypatch.setattr(power, "CLOCK", clock)
     return drivers
 
 
