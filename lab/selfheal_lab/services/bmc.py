@@ -242,6 +242,10 @@ def disable_power_off(disabled=True):
     return _change(lambda spec: spec.update(disable_power_off=bool(disabled)))
 
 
+def power_off_disabled():
+    return bool((_read_spec() or {}).get("disable_power_off"))
+
+
 def set_ipmi_fault(host, fault=None):
     """``never_off``: the IPMI BMC of ``host`` accepts power-off and stays on."""
     def update(spec):
