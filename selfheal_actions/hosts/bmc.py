@@ -114,7 +114,8 @@ class RedfishDriver:
 
         def read():
             system.refresh()
-            return str(system.power_state or "").lower()
+            state = system.power_state
+            return str(getattr(state, "value", state) or "").lower()
         state = self._call(read)
         return {"off": OFF, "on": ON}.get(state.rsplit(".", 1)[-1], UNKNOWN)
 
@@ -155,7 +156,8 @@ class IpmiDriver:
             return BmcError("bmc_auth_failed", f"{where} refused the credentials of user "
                             f"{self.entry.get('username')!r} ({text})")
         if ("timeout" in lowered or "timed out" in lowered or "no longer connected" in lowered
-                or "unreachable" in lowered or isinstance(error, OSError)):
+                or "unreachable" in lowered or "disconnected" in lowered
+                or isinstance(error, OSError)):
             return BmcError("bmc_unreachable", f"{where} does not answer ({text})")
         return BmcError("bmc_error", f"{where}: {text}")
 

@@ -77,7 +77,14 @@ def switch(driver, target, attempts=3, timeout=30.0, poll_interval=1.0, sleep=No
                 return {"power_state_before": before, "power_state": state,
                         "switched": first_sent is not None, "attempts": log,
                         "seconds": round(clock() - first_sent, 2) if first_sent else 0.0}
-            (driver.power_off if target == bmc.OFF else driver.power_on)()
+            try:
+                (driver.power_off if target == bmc.OFF else driver.power_on)()
+            except bmc.BmcError as error:
+                if error.reason != "bmc_error":
+                    raise
+                # the BMC answered and refused the request: it will not switch
+                raise bmc.BmcError(_target_reason(target), f"the BMC refused the power-"
+                                   f"{target} request: {error.message}") from None
             record["sent"] = "power_" + target
             first_sent = first_sent or started
             while clock() - started < timeout:

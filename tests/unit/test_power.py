@@ -247,3 +247,16 @@ def test_power_on_and_status(fake_bmc):
 def test_power_inputs_are_checked(fake_bmc):
     assert power.PowerOffAction("c1", attempts=0).run(None).error["reason"] == "invalid_input"
     assert power.PowerOffAction("c1", timeout="x").run(None).error["reason"] == "invalid_input"
+
+
+def test_a_refused_reset_is_not_confirmed():
+    class Refusing(FakeDriver):
+        def power_off(self):
+            raise bmc.BmcError("bmc_error", "HTTP 400: power off disabled")
+
+    with pytest.raises(ActionFailure) as err:
+        run_switch(Refusing("on"), attempts=2)
+    assert err.value.reason == "power_off_not_confirmed"
+    assert "refused the power-off request" in err.value.message
+    assert [a["outcome"] for a in err.value.details["attempts"]] == [
+        "power_off_not_confirmed"] * 2
