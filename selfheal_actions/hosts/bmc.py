@@ -83,6 +83,7 @@ class RedfishDriver:
         try:
             return fn()
         except (sx.SushyError, OSError) as error:
+            self._system = None  # the next attempt connects again
             raise self._fail(error) from None
 
     def _connect(self):
@@ -165,6 +166,7 @@ class IpmiDriver:
         try:
             return fn()
         except Exception as error:  # pyghmi raises IpmiException and plain errors
+            self._command = None  # the next attempt logs in again
             raise self._fail(error) from None
 
     def _connect(self):

@@ -260,3 +260,31 @@ def test_a_refused_reset_is_not_confirmed():
     assert "refused the power-off request" in err.value.message
     assert [a["outcome"] for a in err.value.details["attempts"]] == [
         "power_off_not_confirmed"] * 2
+
+
+def test_library_errors_map_to_stable_reasons_without_the_password():
+    import sushy.exceptions as sx
+
+    redfish = bmc.RedfishDriver(REDFISH)
+
+    class Response:
+        status_code, text, url = 401, f"no, {SECRET}", "https://10.0.0.11/redfish/v1/Systems/1"
+
+        def json(self):
+            return {}
+
+    for error, reason in ((sx.AccessError("GET", Response.url, Response()), "bmc_auth_failed"),
+                          (sx.ConnectionError(url=Response.url, error="refused"),
+                           "bmc_unreachable"),
+                          (ConnectionRefusedError("refused"), "bmc_unreachable")):
+        with pytest.raises(bmc.BmcError) as err:
+            redfish._call(lambda e=error: (_ for _ in ()).throw(e))
+        assert err.value.reason == reason and SECRET not in err.value.message
+    ipmi = bmc.IpmiDriver(dict(REDFISH, driver="ipmi", address="10.0.0.12"))
+    for text, reason in (("Incorrect password provided", "bmc_auth_failed"),
+                         ("timeout", "bmc_unreachable"),
+                         ("Session no longer connected", "bmc_unreachable"),
+                         ("Unexpected completion code 0xc1", "bmc_error")):
+        with pytest.raises(bmc.BmcError) as err:
+            ipmi._call(lambda t=text: (_ for _ in ()).throw(RuntimeError(t)))
+        assert err.value.reason == reason, text
