@@ -66,9 +66,10 @@ class EvacuateAndVerifyAction(SelfhealAction):
         ``workflow`` (the operator's fencing workflow ran: with
         ``host_powered_off``; the BMC, when the inventory has one, must
         report Off).
-    :param host_known_dead: with ``fencing`` power: the caller knows the host
-        is dead, so it is powered off even while Nova still sees it up
-        (otherwise such a host is refused: two signals before a power-off).
+    :param host_known_dead: with ``fencing`` power or workflow: the caller
+        knows the host is dead, so it is powered off (by its BMC or the
+        fencing workflow) even while Nova still sees it up (otherwise such a
+        host is refused: two signals before a power-off).
     :param power_attempts: power-off attempts (1-10, default 3).
     :param power_timeout: seconds per attempt for the BMC to report Off
         (1-600, default 30).
@@ -204,7 +205,7 @@ class EvacuateAndVerifyAction(SelfhealAction):
             # two signals before a power-off: Nova must see the host down, or
             # the caller must say it knows it is dead
             args["host_powered_off"] = args["host_powered_off"] or (
-                mode == "power" and args["host_known_dead"])
+                mode in ("power", "workflow") and args["host_known_dead"])
             # wait for Nova to see it down, check, settle, check again
             services, service, steps, report = fencing.decide(
                 api, host, args, args["dry_run"], plan_waits=args["plan_waits"])

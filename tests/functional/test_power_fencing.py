@@ -172,6 +172,29 @@ def test_ipmi_host_end_to_end(cloud, failed_host):
     assert_evacuated(cloud, failed, ids)
 
 
+def test_enable_host_powers_the_repaired_host_on_first(cloud, failed_host):
+    failed, ids = failed_host(servers=1)
+    nova_box.crash_host(failed)
+    cloud.wait_services([failed], "down")
+    healed = run(cloud, {"host": failed})
+    assert healed["state"] == "SUCCESS", healed.get("output") or healed["state_info"]
+
+    execution = cloud.run_workflow("selfheal.host_failure.enable_host",
+                                   {"host": failed, "power_on": True, "wait_seconds": 30},
+                                   timeout=240)
+    EXECUTIONS.append(execution["id"])
+
+    assert execution["state"] == "SUCCESS", execution.get("output") or execution["state_info"]
+    result = execution["output"]["result"]
+    assert result["power"]["power_state"] == "on" and result["power"]["switched"] is True
+    assert [c["change"] for c in result["changes"]] == [
+        "powered_on", "forced_down_lifted", "enabled"]
+    on = [e for e in bmc.journal(failed) if e["event"] == "applied" and e["power"] == "on"]
+    assert on, bmc.journal(failed)
+    svc = cloud.service(failed)
+    assert svc.state == "up" and svc.status == "enabled" and svc.forced_down is False
+
+
 def test_nova_only_works_and_carries_the_warning(cloud, failed_host):
     failed, ids = failed_host(servers=1)
     cloud.fail_host(failed)

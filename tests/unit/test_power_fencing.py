@@ -243,3 +243,12 @@ def test_enable_host_can_power_on_first(setup):
         "powered_on", "forced_down_lifted", "enabled"]
     order = names(nova)
     assert order.index("bmc_power_on") < order.index("force_down")
+
+
+def test_known_dead_lets_a_fencing_workflow_plan_pass(setup):
+    nova = cloud(state="up")
+    setup(nova, hosts={})
+    result = act(dry_run=True, wait_for_down=0.2, plan_waits=True, fencing="workflow",
+                 host_known_dead=True)
+    assert result.error is None, result.error
+    assert nova.count("force_down") == 0
