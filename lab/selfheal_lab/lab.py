@@ -149,13 +149,15 @@ def up_with(services=(), **up_kwargs):
 
 
 def up_bmc(nova_info, ipmi_hosts=None):
-    """The BMCs (:mod:`selfheal_lab.services.bmc`) for every compute host of
-    the lab, Redfish for all but the last, which gets an IPMI BMC (unless
+    """The BMCs (:mod:`selfheal_lab.services.bmc`) for every running compute
+    host of the lab, Redfish for all but the last, which gets an IPMI BMC (unless
     ``ipmi_hosts`` names others); the cloud config names their inventory.
 
     :returns: the bmc endpoints entry.
     """
-    hosts = list(nova_info["hosts"])
+    # the hosts running now (a kept box also remembers hosts tests removed)
+    running = {h["host"] for h in nova.hosts() if h["running"]}
+    hosts = [h for h in nova_info["hosts"] if h in running]
     ipmi = list(hosts[-1:] if ipmi_hosts is None else ipmi_hosts)
     info = bmc.up([h for h in hosts if h not in ipmi], ipmi)
     write_cloud_config(nova_info)
