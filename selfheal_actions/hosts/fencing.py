@@ -109,8 +109,9 @@ def fencing_steps(service, services, max_down_ratio, host_powered_off=False, for
                 "host_still_up",
                 f"Nova still sees nova-compute on '{host}' as up, so its instances may still "
                 "be running: evacuating now could run each one twice on shared storage. "
-                "Wait until Nova reports it down, or power the node off (a fencing "
-                "workflow) and pass host_powered_off=true.", host=host)
+                "Wait until Nova reports it down; if you know it is dead, run again with "
+                "host_known_dead=true (power fencing switches it off first), or with "
+                "host_powered_off=true once it is off.", host=host)
         steps.append("force_down")
     if service["status"] != "disabled" or markers.kind_of(
             service.get("disabled_reason")) not in (markers.FENCED, markers.MAINTENANCE):
@@ -250,6 +251,10 @@ def decide(api, host, args, dry_run, plan_waits=False):
 
 class FenceHostAction(SelfhealAction):
     """Fence a failed compute host: force its nova-compute down, then disable it.
+
+    This is Nova's part of fencing only: it does not switch the host's
+    power. ``selfheal.power_off`` does, and ``selfheal.evacuate_and_verify``
+    with ``fence`` powers the host off (fencing inventory) before this part.
 
     Waits up to ``wait_for_down`` seconds for Nova to see the host down (a
     monitor alarms within seconds, Nova after ``service_down_time``), then
