@@ -134,12 +134,18 @@ def test_management_network_failure_is_powered_off_before_any_evacuation(cloud, 
 
 @pytest.mark.parametrize("fault,reason", [("unreachable", "bmc_unreachable"),
                                           ("wrong_password", "bmc_auth_failed"),
-                                          ("never_off", "power_off_not_confirmed")])
+                                          ("never_off", "power_off_not_confirmed"),
+                                          ("ipmi_never_off", "power_off_not_confirmed")])
 def test_bmc_failure_ends_with_its_reason_and_no_evacuation(cloud, failed_host, fault,
                                                             reason):
-    failed, ids = failed_host(servers=1)
+    """never_off: the emulator refuses ForceOff (SUSHY_EMULATOR_DISABLE_POWER_OFF);
+    ipmi_never_off: the IPMI BMC accepts the power-off and stays on."""
+    failed, ids = failed_host(driver="ipmi" if fault.startswith("ipmi") else "redfish",
+                              servers=1)
     if fault == "never_off":
         bmc.disable_power_off(True)
+    elif fault == "ipmi_never_off":
+        bmc.set_ipmi_fault(failed, "never_off")
     else:
         bmc.set_fault(failed, fault)
     cloud.fail_host(failed)
