@@ -19,7 +19,12 @@ Reported: both times, their ratio (target <= 1.2), and the Nova API requests
 per instance of each, counted by the lab's Nova (target <= 4 for selfheal).
 Ratios, not absolute times, are the result: the machine is shared.
 
-    python3 tools/dev.py bench [--sizes 20 50 100] [--repeat 1]
+With ``--power`` the lab runs its BMCs and selfheal's failed host has a
+Redfish BMC: the run powers it off and waits for Off before fencing in Nova
+(the floor does not), and the rows add the fence time (power-off sent to
+Off confirmed; the emulator applies a reset 1-11 s after it, at random).
+
+    python3 tools/dev.py bench [--sizes 20 50 100] [--repeat 1] [--power]
 """
 
 import argparse
@@ -34,6 +39,7 @@ import uuid
 from selfheal_lab import lab
 from selfheal_lab import scenario
 from selfheal_lab import tables
+from selfheal_lab.services import bmc
 from selfheal_lab.services import nova as nova_box
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -69,7 +75,9 @@ def run_selfheal(cloud, host, servers, workflow_input):
     if execution["state"] != "SUCCESS":
         raise RuntimeError(f"selfheal run failed: {json.dumps(execution.get('output'))[:2000]}")
     verified = execution["output"]["evacuation"]["totals"].get("evacuated", 0)
-    return {"seconds": seconds, "requests": requests, "verified": verified}
+    fence = (execution["output"].get("power") or {}).get("fence_seconds")
+    return {"seconds": seconds, "requests": requests, "verified": verified,
+            "fence_seconds": fence}
 
 
 def run_floor(cloud, host, servers):
@@ -92,11 +100,13 @@ def run_floor(cloud, host, servers):
             "verified": 0}
 
 
-def measure(cloud, count, repeat, workflow_input):
+def measure(cloud, count, repeat, workflow_input, with_power=False):
     rows = []
     run = uuid.uuid4().hex[:4]  # a kept lab remembers earlier runs' host names
     for i in range(repeat):
         ours_hosts, ours_servers = prepare(cloud, f"b{run}n{count}s{i}", count)
+        if with_power:
+            bmc.add_hosts([ours_hosts[0]])
         floor_hosts, floor_servers = prepare(cloud, f"b{run}n{count}f{i}", count)
         # alternate the order so neither always runs on a warmer Nova
         if i % 2:
@@ -123,13 +133,17 @@ def measure(cloud, count, repeat, workflow_input):
         "floor_requests_per_instance": round(
             statistics.median(r[1]["requests"] for r in rows) / count, 2),
         "selfheal_verified": min(r[0]["verified"] for r in rows),
+        "selfheal_fence_seconds": (round(statistics.median(r[0]["fence_seconds"] for r in rows),
+                                         2) if with_power else None),
     }
 
 
 def table(results):
-    head = ("N", "selfheal s", "floor s", "ratio (<=1.2)", "selfheal req/inst (<=4)",
-            "floor req/inst", "verified")
+    head = ("N", "selfheal s", "fence s", "floor s", "ratio (<=1.2)",
+            "selfheal req/inst (<=4)", "floor req/inst", "verified")
     rows = [head] + [(str(r["instances"]), f"{r['selfheal_seconds']:.1f}",
+                      "-" if r.get("selfheal_fence_seconds") is None
+                      else f"{r['selfheal_fence_seconds']:.1f}",
                       f"{r['floor_seconds']:.1f}", f"{r['ratio']:.2f}",
                       f"{r['selfheal_requests_per_instance']:.2f}",
                       f"{r['floor_requests_per_instance']:.2f}",
@@ -144,17 +158,20 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, default=None,
                         help="selfheal's concurrency window (default: the workflow's)")
     parser.add_argument("--keep-lab", action="store_true")
+    parser.add_argument("--power", action="store_true",
+                        help="selfheal's failed host has a Redfish BMC: power fencing, and "
+                             "the fence time in the rows")
     args = parser.parse_args(argv)
     workflow_input = {}
     if args.concurrency:
         workflow_input["concurrency"] = args.concurrency
 
-    lab.up()
+    lab.up_with(["bmc"] if args.power else [])
     cloud = scenario.LabCloud()
     results = []
     try:
         for count in args.sizes:
-            results.append(measure(cloud, count, args.repeat, workflow_input))
+            results.append(measure(cloud, count, args.repeat, workflow_input, args.power))
     finally:
         if not args.keep_lab:
             lab.down()

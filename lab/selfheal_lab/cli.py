@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The ``selfheal-lab`` command: the local lab of real OpenStack services.
 
-    selfheal-lab up [--with heat vitrage] [--auth]   start (or keep) the lab
+    selfheal-lab up [--with heat vitrage bmc] [--auth]   start (or keep) the lab
     selfheal-lab status                              every lab service and its endpoints
     selfheal-lab down                                stop everything the lab started
     selfheal-lab demo [autoheal] [--keep-lab]        a healing scenario on the lab
@@ -16,7 +16,7 @@ import json
 import sys
 
 #: optional services ``up --with`` starts beside Nova and Mistral
-OPTIONAL_SERVICES = ("heat", "vitrage")
+OPTIONAL_SERVICES = ("heat", "vitrage", "bmc")
 
 
 def _up(args):
@@ -31,6 +31,9 @@ def _up(args):
                      zaqar=info["zaqar"]["messaging_url"])
     if "vitrage" in info:
         shown.update(vitrage=info["vitrage"]["url"])
+    if "bmc" in info:  # the passwords stay in the 0600 inventory named here
+        shown.update(redfish=info["bmc"]["redfish_url"],
+                     fencing_inventory=info["bmc"]["inventory"])
     if args.auth:
         shown.update(_up_authenticated(lab, with_alarms="heat" in args.with_services))
     print(json.dumps(shown, indent=2))
@@ -93,8 +96,10 @@ def parser():
                          "capacity, clean live migration), fake.FakeDriver, "
                          "fake.SmallFakeDriver")
     up.add_argument("--with", dest="with_services", choices=OPTIONAL_SERVICES, nargs="*",
-                    default=[], help="also heat (Heat and Zaqar: the autohealing flow) and/or "
-                    "vitrage (the Vitrage evaluator, loaded with the shipped templates)")
+                    default=[], help="also heat (Heat and Zaqar: the autohealing flow), "
+                    "vitrage (the Vitrage evaluator, loaded with the shipped templates) and/or "
+                    "bmc (a Redfish emulator and an IPMI BMC wired to the compute hosts, and "
+                    "the fencing inventory)")
     up.add_argument("--auth", action="store_true",
                     help="also Keystone, Nova behind token validation and a Mistral with "
                          "Keystone auth (the authenticated lab); with --with heat also "

@@ -22,6 +22,7 @@ from selfheal_lab import mistral_client
 from selfheal_lab import progress
 from selfheal_lab import state
 from selfheal_lab.services import aodh
+from selfheal_lab.services import bmc
 from selfheal_lab.services import heat
 from selfheal_lab.services import keystone
 from selfheal_lab.services import mistral
@@ -40,9 +41,9 @@ def write_cloud_config(nova_info):
     """The explicit endpoint file the actions read in a Mistral without Keystone.
 
     It names Nova, and Heat and Vitrage (``rca``, its event API) when the lab
-    runs them. The actions read it on every call, so adding them later needs
-    no Mistral restart. JSON is valid YAML, so the stdlib writes what the
-    actions parse.
+    runs them, and the fencing inventory when it runs BMCs. The actions
+    read it on every call, so adding them later needs no Mistral restart.
+    JSON is valid YAML, so the stdlib writes what the actions parse.
     """
     path = state.service_dir("selfheal") / CLOUD_CONFIG
     endpoints = {"compute": nova_info["compute_url"]}
@@ -55,6 +56,9 @@ def write_cloud_config(nova_info):
     if vitrage_info:
         endpoints["rca"] = vitrage_info["url"]
     config = {"endpoints": endpoints, "headers": headers, "verify": False}
+    bmc_info = state.read_endpoints().get(bmc.KEY)
+    if bmc_info:  # the BMC passwords stay in that 0600 file, never here
+        config["fencing_inventory"] = bmc_info["inventory"]
     text = json.dumps(config, indent=2, sort_keys=True)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -126,19 +130,44 @@ def up_autoheal(**up_kwargs):
 
 def up_with(services=(), **up_kwargs):
     """Start (or keep) the lab as :func:`up` does, plus the optional services
-    named: ``heat`` (Heat and Zaqar, :func:`up_autoheal`) and ``vitrage``.
+    named: ``heat`` (Heat and Zaqar, :func:`up_autoheal`), ``vitrage`` and
+    ``bmc`` (:func:`up_bmc`).
 
     :raises ValueError: for a service name the lab does not know.
     :returns: :func:`up`'s result plus an entry per service started.
     """
-    unknown = sorted(set(services) - {"heat", "vitrage"})
+    unknown = sorted(set(services) - {"heat", "vitrage", "bmc"})
     if unknown:
-        raise ValueError(f"unknown lab service(s) {unknown}: use heat and/or vitrage")
+        raise ValueError(f"unknown lab service(s) {unknown}: use heat, vitrage and/or bmc")
     result = up_autoheal(**up_kwargs) if "heat" in services else up(**up_kwargs)
     if "vitrage" in services:
         result["vitrage"] = vitrage.up()
         write_cloud_config(result["nova"])  # now with Vitrage's endpoint (rca)
+    if "bmc" in services:
+        result["bmc"] = up_bmc(result["nova"])
     return result
+
+
+def up_bmc(nova_info, ipmi_hosts=None):
+    """The BMCs (:mod:`selfheal_lab.services.bmc`) for every running compute
+    host of the lab, Redfish for all but the last, which gets an IPMI BMC (unless
+    ``ipmi_hosts`` names others); the cloud config names their inventory.
+
+    :returns: the bmc endpoints entry.
+    """
+    # the hosts running now (a kept box also remembers hosts tests removed)
+    running = {h["host"] for h in nova.hosts() if h["running"]}
+    hosts = [h for h in nova_info["hosts"] if h in running]
+    ipmi = list(hosts[-1:] if ipmi_hosts is None else ipmi_hosts)
+    info = bmc.up([h for h in hosts if h not in ipmi], ipmi)
+    write_cloud_config(nova_info)
+    return info
+
+
+def down_bmc(nova_info):
+    """Stop the BMCs; the cloud config no longer names an inventory."""
+    bmc.down()
+    write_cloud_config(nova_info)
 
 
 def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER, with_alarms=False):
@@ -185,6 +214,7 @@ def down():
     from selfheal_lab import ledger
 
     vitrage.down()
+    bmc.down()
     aodh.down()
     zaqar.down()
     heat.down()
@@ -205,7 +235,7 @@ def down():
 def status():
     return {"nova": nova.status(), "mistral": mistral.status(),
             "vitrage": vitrage.status(), "heat": heat.status(), "zaqar": zaqar.status(),
-            "keystone": keystone.status(), "aodh": aodh.status(),
+            "keystone": keystone.status(), "aodh": aodh.status(), "bmc": bmc.status(),
             "heat_authenticated": heat.status(authenticated=True),
             "private_backends": backends.running_private(),
             "endpoints": state.read_endpoints()}

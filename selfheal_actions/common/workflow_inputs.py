@@ -60,6 +60,14 @@ def _one_of(*choices):
     return check
 
 
+def _fencing(name, value):
+    """How the host failure flow fences: null (auto, or workflow when a
+    fencing_workflow is named), auto, power, nova_only or workflow."""
+    if value is None:
+        return None
+    return _one_of("auto", "power", "nova_only", "workflow")(name, value)
+
+
 def _workflow_name(name, value):
     """A workflow name (``book.workflow`` or a standalone name), or null."""
     text = inputs.text(name, value, required=False)
@@ -110,6 +118,11 @@ RULES = {
     "timeout": _number(10, 3600),
     "wait_seconds": _number(1, 600),
     "fencing_workflow": _workflow_name,
+    "fencing": _fencing,
+    "host_known_dead": _boolean,
+    "power_on": _boolean,
+    "power_attempts": _integer(1, 10),
+    "power_timeout": _number(1, 600),
     "cold_migration": _one_of("stopped", "fallback", "never"),
     "until": _moment,
     "since": lambda name, value: _moment(name, value) or "",
@@ -127,6 +140,18 @@ OVERRIDES = {
 def rule(workflow, name):
     """The check of input ``name`` of ``workflow``, or None when there is none."""
     return OVERRIDES.get(workflow, {}).get(name) or RULES.get(name)
+
+
+def _check_fencing(checked):
+    """``fencing`` and ``fencing_workflow`` must agree."""
+    if "fencing" not in checked or "fencing_workflow" not in checked:
+        return
+    mode, workflow = checked["fencing"], checked["fencing_workflow"]
+    if mode == "workflow" and not workflow:
+        raise InvalidInput("input 'fencing' is workflow but no 'fencing_workflow' is named")
+    if workflow and mode not in (None, "workflow"):
+        raise InvalidInput(f"input 'fencing' is {mode} but a 'fencing_workflow' is named: "
+                           "leave 'fencing' empty or set it to workflow")
 
 
 class CheckInputsAction(SelfhealAction):
@@ -160,4 +185,5 @@ class CheckInputsAction(SelfhealAction):
                 raise InvalidInput(f"workflow {workflow} has an input '{name}' that no rule "
                                    "checks: add it to selfheal_actions/common/workflow_inputs.py")
             checked[name] = check(name, value)
+        _check_fencing(checked)
         return {"workflow": workflow, "inputs": checked, "changes": []}

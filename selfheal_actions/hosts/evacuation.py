@@ -19,6 +19,8 @@ from selfheal_actions.common.results import SelfhealAction
 from selfheal_actions.common.results import change
 from selfheal_actions.hosts import evacuation_plan as plans
 from selfheal_actions.hosts import fencing
+from selfheal_actions.hosts import inventory
+from selfheal_actions.hosts import power
 from selfheal_actions.hosts.evacuation_run import EvacuationRun
 from selfheal_actions.hosts.evacuation_run import RunOptions
 from selfheal_actions.moves.windowed_run import summary_line
@@ -55,6 +57,24 @@ class EvacuateAndVerifyAction(SelfhealAction):
     :param force: evacuate even a host under planned maintenance.
     :param fence: fence the host first (force down, then disable with a
         ``selfheal:fenced`` marker) when it is not fenced yet (default false).
+    :param fencing: with ``fence``, how the host is fenced: ``auto``
+        (default: ``power`` when the fencing inventory has the host;
+        ``no_fencing_entry`` when an inventory lacks it; ``nova_only`` with a
+        warning when no inventory is configured), ``power`` (power it off
+        through its BMC and confirm Off before forcing it down), ``nova_only``
+        (force down only: unsafe with shared storage, the result warns), or
+        ``workflow`` (the operator's fencing workflow ran: with
+        ``host_powered_off``; the BMC, when the inventory has one, must
+        report Off).
+    :param host_known_dead: with ``fencing`` power or workflow: the caller
+        knows the host is dead, so it is powered off (by its BMC or the
+        fencing workflow) even while Nova still sees it up (otherwise such a
+        host is refused: two signals before a power-off).
+    :param power_attempts: power-off attempts (1-10, default 3).
+    :param power_timeout: seconds per attempt for the BMC to report Off
+        (1-600, default 30).
+    :param plan_waits: a dry run waits for Nova to see the host down and
+        refuses a host still up, like a real run (default false).
     :param reason: with ``fence``: written into the disabled reason.
     :param max_down_ratio: with ``fence``: refuse when more than this share
         (0-1) of the enabled compute services would be down (default 0.5).
@@ -71,7 +91,11 @@ class EvacuateAndVerifyAction(SelfhealAction):
     :param poll_interval: longest pause between two polls, seconds (default 2).
     :param dry_run: return the plan, change nothing.
     :param microversion: compute API microversion; empty negotiates.
-    :returns: ``host``, ``microversion``, ``plan`` (``instances`` with their
+    :returns: ``host``, ``microversion``, ``fencing_mode`` (what fencing
+        was used), ``power`` (the power-off: bmc driver and address,
+        power_state_before, power_state, attempts, fence_seconds, sent_at,
+        confirmed_at; in a dry run what would be done; else null),
+        ``warnings``, ``plan`` (``instances`` with their
         ``decision``, ``reason`` and ``outcome`` planned / skipped /
         already_evacuated, before anything changed; ``totals``),
         ``fencing`` (with ``fence``: what fencing did or would do, as
@@ -87,7 +111,10 @@ class EvacuateAndVerifyAction(SelfhealAction):
         execution still heals the host after ``timeout``), ``claim_lost``
         (another run took the host over: this one stopped),
         ``api_error`` (a Nova call kept failing; the error lists the changes
-        made), ``internal_error``,
+        made), ``internal_error``, ``no_fencing_entry``, ``bmc_unreachable``,
+        ``bmc_auth_failed``, ``bmc_error``, ``power_off_not_confirmed``,
+        ``secret_unavailable`` (power fencing: nothing forced down or
+        evacuated),
         ``evacuation_incomplete`` (some instances failed or timed out; the
         details list them), and the client errors of fence_host.
     """
@@ -100,7 +127,8 @@ class EvacuateAndVerifyAction(SelfhealAction):
                  exclude_images=None, force=False, fence=False, reason="host failure",
                  max_down_ratio=0.5, max_down_hosts=None, host_powered_off=False,
                  wait_for_down=0, settle_seconds=2, timeout=600, poll_interval=2,
-                 dry_run=False, microversion=None):
+                 dry_run=False, microversion=None, fencing="auto", host_known_dead=False,
+                 power_attempts=3, power_timeout=30, plan_waits=False):
         self.host = host
         self.instance_ids = instance_ids
         self.concurrency = concurrency
@@ -122,6 +150,11 @@ class EvacuateAndVerifyAction(SelfhealAction):
         self.poll_interval = poll_interval
         self.dry_run = dry_run
         self.microversion = microversion
+        self.fencing = fencing
+        self.host_known_dead = host_known_dead
+        self.power_attempts = power_attempts
+        self.power_timeout = power_timeout
+        self.plan_waits = plan_waits
 
     def _validated(self):
         return {
@@ -143,6 +176,13 @@ class EvacuateAndVerifyAction(SelfhealAction):
             "poll_interval": inputs.number("poll_interval", self.poll_interval, 0.1, 60),
             "dry_run": inputs.boolean("dry_run", self.dry_run),
             "microversion": inputs.microversion("microversion", self.microversion),
+            "fencing": inputs.text("fencing", self.fencing, required=False) or "auto",
+            "host_known_dead": inputs.boolean("host_known_dead", self.host_known_dead),
+            "power": {"attempts": inputs.number("power_attempts", self.power_attempts, 1, 10,
+                                                integer=True),
+                      "timeout": inputs.number("power_timeout", self.power_timeout, 1, 600),
+                      "poll_interval": 1.0},
+            "plan_waits": inputs.boolean("plan_waits", self.plan_waits),
         }
 
     def execute(self, context):
@@ -159,14 +199,23 @@ class EvacuateAndVerifyAction(SelfhealAction):
         if unknown:
             raise ActionFailure("invalid_input", f"target_hosts has unknown hosts {unknown}; "
                                 f"known compute hosts: {sorted(known)}")
-        report = {}
-        if args["fence"]:  # wait for Nova to see it down, check, settle, check again
-            services, service, steps, report = fencing.decide(api, host, args, args["dry_run"])
+        report, mode, entry, warnings = {}, None, None, []
+        if args["fence"]:
+            mode, entry, warnings = power.resolve_mode(args["fencing"], host, context)
+            # two signals before a power-off: Nova must see the host down, or
+            # the caller must say it knows it is dead
+            args["host_powered_off"] = args["host_powered_off"] or (
+                mode in ("power", "workflow") and args["host_known_dead"])
+            # wait for Nova to see it down, check, settle, check again
+            services, service, steps, report = fencing.decide(
+                api, host, args, args["dry_run"], plan_waits=args["plan_waits"])
         else:
             steps = self._fencing_steps(service, services, args)
-        result = {"host": host, "microversion": api.microversion, "fencing": None}
+        result = {"host": host, "microversion": api.microversion, "fencing": None,
+                  "fencing_mode": mode, "power": None, "warnings": warnings}
         if args["dry_run"]:
-            return self._plan_only(api, service, steps, args, context, result, started, report)
+            return self._plan_only(api, service, steps, args, context, result, started, report,
+                                   entry)
 
         if args["instance_ids"]:
             # every input checked before the first write (the claim)
@@ -174,6 +223,8 @@ class EvacuateAndVerifyAction(SelfhealAction):
         # One healer per host: Nova would accept a second, concurrent evacuation.
         with host_claim.claimed(api, host, clients.run_owner(context), args["timeout"],
                                 execution=clients.execution_id(context)) as lock:
+            power_changes = self._power_fence(mode, entry, host, args, result)
+            self.changes_so_far = list(power_changes)
             # read again under the claim: a healer we waited for may have
             # fenced the host, and its marker dates its evacuations
             services = api.compute_services()
@@ -187,6 +238,7 @@ class EvacuateAndVerifyAction(SelfhealAction):
             run = EvacuationRun(api, host, entries, RunOptions(
                 args["concurrency"], args["max_attempts"], args["target_hosts"],
                 max(remaining, 1), args["poll_interval"], candidates), on_cycle=lock.check)
+            run.changes.extend(power_changes)
             self.changes_so_far = run.changes
             if args["fence"]:
                 marker = fencing.fenced_marker(context, args["reason"],
@@ -222,6 +274,24 @@ class EvacuateAndVerifyAction(SelfhealAction):
                 "again: it resumes without evacuating anything twice.",
                 changes=changes, **details)
         return result
+
+    @staticmethod
+    def _power_fence(mode, entry, host, args, result):
+        """Power the host off and confirm it (``power``), or check the BMC
+        reports Off after the operator's workflow (``workflow`` with a BMC
+        known). Before anything is forced down: a failure here leaves Nova
+        untouched. Once Off is confirmed, the host counts as powered off.
+
+        :returns: the changes made (the power-off, when it switched).
+        """
+        if mode == "power":
+            result["power"] = power.fence_off(entry, host, args["power"])
+            args["host_powered_off"] = True
+            if result["power"]["switched"]:
+                return [change(f"power of {host}", "powered_off", **result["power"]["bmc"])]
+        elif mode == "workflow" and entry:
+            result["power"] = power.confirm_off(entry, host)
+        return []
 
     @staticmethod
     def _fencing_steps(service, services, args):
@@ -280,17 +350,25 @@ class EvacuateAndVerifyAction(SelfhealAction):
                                 host=host)
         return entries, earlier
 
-    def _plan_only(self, api, service, steps, args, context, result, started, report):
+    def _plan_only(self, api, service, steps, args, context, result, started, report,
+                   entry=None):
         host = service["host"]
         entries, earlier = self._plan(api, host, args, self._fenced_at(service))
         result["plan"] = self._plan_report(entries, earlier)
         changes = []
+        if result["fencing_mode"] == "power":
+            result["power"] = power.plan(entry, host)
+            changes.append(change(f"power of {host}", "would_power_off",
+                                  **result["power"]["bmc"]))
+        elif result["fencing_mode"] == "workflow" and entry:
+            result["power"] = {"bmc": inventory.public(entry),
+                               "would": "check_off_after_fencing_workflow"}
         if args["fence"]:
             marker = fencing.fenced_marker(context, args["reason"],
                                            before=fencing.operator_reason(service))
             result["fencing"] = dict(fencing.carry_out(api, service, steps, marker,
                                                        dry_run=True), **report)
-            changes = list(result["fencing"]["changes"])
+            changes += result["fencing"]["changes"]
         for entry in entries:
             entry["outcome"] = "skipped" if entry["decision"] == "skip" else "planned"
         instances = earlier + entries

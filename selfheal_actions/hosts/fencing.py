@@ -109,8 +109,9 @@ def fencing_steps(service, services, max_down_ratio, host_powered_off=False, for
                 "host_still_up",
                 f"Nova still sees nova-compute on '{host}' as up, so its instances may still "
                 "be running: evacuating now could run each one twice on shared storage. "
-                "Wait until Nova reports it down, or power the node off (a fencing "
-                "workflow) and pass host_powered_off=true.", host=host)
+                "Wait until Nova reports it down; if you know it is dead, run again with "
+                "host_known_dead=true (power fencing switches it off first), or with "
+                "host_powered_off=true once it is off.", host=host)
         steps.append("force_down")
     if service["status"] != "disabled" or markers.kind_of(
             service.get("disabled_reason")) not in (markers.FENCED, markers.MAINTENANCE):
@@ -212,11 +213,14 @@ def fencing_inputs(action):
     }
 
 
-def decide(api, host, args, dry_run):
+def decide(api, host, args, dry_run, plan_waits=False):
     """Read the host, wait (bounded) for Nova to see it down, check every
     guard, settle and check again: what fencing will do, before doing it.
 
     :param args: :func:`fencing_inputs`.
+    :param plan_waits: a dry run waits for Nova to see the host down and
+        refuses a host still up, as a real run does (the plan made before an
+        operator's fencing workflow powers the node off).
     :returns: ``(services, service, steps, report)``; ``report`` has
         ``waited_for_down`` (seconds) and, in a dry run of a host Nova still
         sees up, ``note``.
@@ -230,7 +234,7 @@ def decide(api, host, args, dry_run):
     report = {"waited_for_down": 0}
     up = service.get("state") == "up" and not service.get("forced_down")
     if up and not args["host_powered_off"] and args["wait_for_down"]:
-        if dry_run:
+        if dry_run and not plan_waits:
             report["note"] = (f"Nova still sees '{host}' up: a real run waits up to "
                               f"{args['wait_for_down']:.0f} s for it to be seen down, then "
                               "fences; it refuses if it is still up")
@@ -247,6 +251,10 @@ def decide(api, host, args, dry_run):
 
 class FenceHostAction(SelfhealAction):
     """Fence a failed compute host: force its nova-compute down, then disable it.
+
+    This is Nova's part of fencing only: it does not switch the host's
+    power. ``selfheal.power_off`` does, and ``selfheal.evacuate_and_verify``
+    with ``fence`` powers the host off (fencing inventory) before this part.
 
     Waits up to ``wait_for_down`` seconds for Nova to see the host down (a
     monitor alarms within seconds, Nova after ``service_down_time``), then
@@ -332,21 +340,30 @@ class EnableHostAction(SelfhealAction):
     :param wait_seconds: how long to wait for the service to report up
         after lifting forced-down (1-600, default 30).
     :param force: enable even a service disabled by someone else.
+    :param power_on: first power the host on through its BMC (fencing
+        inventory) and confirm On; then wait for nova-compute as usual.
+    :param power_timeout: with ``power_on``: seconds per attempt for the BMC
+        to report On (1-600, default 30).
     :param dry_run: report what would change, change nothing.
     :param microversion: compute API microversion; empty negotiates.
-    :returns: ``host``, ``service_id``, ``enabled``, ``changes``. Error
+    :returns: ``host``, ``service_id``, ``enabled``, ``power`` (with
+        ``power_on``: the BMC, states, attempts), ``changes``. Error
         reasons: ``invalid_input``, ``host_not_found``, ``host_not_recovered``
         (Nova still holds its evacuations), ``host_not_reporting``,
-        ``disabled_by_someone_else``, ``host_in_maintenance``, plus the
+        ``disabled_by_someone_else``, ``host_in_maintenance``, with
+        ``power_on`` the reasons of ``selfheal.power_on``, plus the
         client errors of fence_host.
     """
 
     action_name = "selfheal.enable_host"
 
-    def __init__(self, host, wait_seconds=30, force=False, dry_run=False, microversion=None):
+    def __init__(self, host, wait_seconds=30, force=False, dry_run=False, microversion=None,
+                 power_on=False, power_timeout=30):
         self.host = host
         self.wait_seconds = wait_seconds
         self.force = force
+        self.power_on = power_on
+        self.power_timeout = power_timeout
         self.dry_run = dry_run
         self.microversion = microversion
 
@@ -356,11 +373,19 @@ class EnableHostAction(SelfhealAction):
         force = inputs.boolean("force", self.force)
         dry_run = inputs.boolean("dry_run", self.dry_run)
         version = inputs.microversion("microversion", self.microversion)
+        power_on = inputs.boolean("power_on", self.power_on)
+        power_timeout = inputs.number("power_timeout", self.power_timeout, 1, 600)
 
         nova = compute.NovaApi(clients.nova(context, version))
         service = compute.find_service(nova.compute_services(), host)
         forced, disabled = bool(service.get("forced_down")), service["status"] == "disabled"
-        result = {"host": host, "service_id": service["id"], "enabled": True, "changes": []}
+        result = {"host": host, "service_id": service["id"], "enabled": True, "changes": [],
+                  "power": None}
+        if power_on:
+            result["power"], power_changes = self._power_on(host, context, power_timeout,
+                                                            dry_run)
+            result["changes"].extend(power_changes)
+            self.changes_so_far = result["changes"]
         if not forced and not disabled:
             return result
         kind = markers.kind_of(service.get("disabled_reason")) if disabled else markers.FENCED
@@ -406,6 +431,26 @@ class EnableHostAction(SelfhealAction):
             nova.enable(service["id"])
             result["changes"].append(change(resource, "enabled"))
         return result
+
+    @staticmethod
+    def _power_on(host, context, timeout, dry_run):
+        """Power the repaired host on and confirm On (before lifting anything)."""
+        from selfheal_actions.hosts import bmc
+        from selfheal_actions.hosts import inventory
+        from selfheal_actions.hosts import power
+
+        entry = power.bmc_entry(host, context)
+        shown = inventory.public(entry)
+        if dry_run:
+            return {"bmc": shown, "would": "power_on"}, [
+                change(f"power of {host}", "would_power_on", **shown)]
+        try:
+            report = power.switch(bmc.driver_for(entry), bmc.ON, attempts=3, timeout=timeout)
+        except ActionFailure as failure:
+            raise power.fail_with_advice(failure, host, entry, bmc.ON) from None
+        report["bmc"] = shown
+        return report, ([change(f"power of {host}", "powered_on", **shown)]
+                        if report["switched"] else [])
 
     def _lift_forced_down(self, nova, service, wait_seconds):
         host = service["host"]

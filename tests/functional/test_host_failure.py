@@ -283,7 +283,9 @@ def test_mistral_has_our_actions(cloud):
 
 
 def test_fencing_workflow_powers_the_node_off_before_fencing(cloud, make_hosts):
-    """The hook runs first; after it, a host Nova still sees up may be fenced."""
+    """The hook runs first; after it, a host Nova still sees up may be fenced,
+    but only when the caller says it knows the host is dead (two signals):
+    the plan before the hook no longer treats the host as powered off."""
     alive, _, _ = make_hosts(3)
     server = cloud.boot("vm", alive)
     control = cloud.nova_info["control_url"]
@@ -302,7 +304,14 @@ workflows:
           method: POST
 """)
 
-    execution = cloud.run_workflow(WF, {"host": alive, "fencing_workflow": "labpower.power_off"})
+    refused = cloud.run_workflow(WF, {"host": alive, "fencing_workflow": "labpower.power_off",
+                                      "wait_for_down": 2})
+    assert refused["state"] == "ERROR"
+    assert refused["output"]["error"]["reason"] == "host_still_up"
+    assert {h["host"]: h["running"] for h in nova_box.hosts()}[alive] is True  # hook not run
+
+    execution = cloud.run_workflow(WF, {"host": alive, "fencing_workflow": "labpower.power_off",
+                                        "host_known_dead": True})
 
     assert execution["state"] == "SUCCESS", execution.get("output")
     assert {h["host"]: h["running"] for h in nova_box.hosts()}[alive] is False

@@ -111,3 +111,13 @@ def test_a_fencing_workflow_name_with_an_expression_is_refused():
                  {"fencing_workflow": "<% $.x %>"})
     assert result.error["reason"] == "invalid_input" and "fencing_workflow" in (
         result.error["message"])
+
+
+def test_fencing_and_fencing_workflow_must_agree():
+    wf = "selfheal.host_failure.evacuate_host"
+    bad = run(wf, {"fencing": "workflow", "fencing_workflow": None})
+    assert bad.error["reason"] == "invalid_input" and "'fencing'" in bad.error["message"]
+    bad = run(wf, {"fencing": "power", "fencing_workflow": "ops.ipmi_off"})
+    assert bad.error["reason"] == "invalid_input"
+    assert run(wf, {"fencing": None, "fencing_workflow": "ops.ipmi_off"}).error is None
+    assert run(wf, {"fencing": "nova_only", "fencing_workflow": None}).error is None
