@@ -98,6 +98,10 @@ def _kill_mistral():
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
+            os.waitpid(pid, os.WNOHANG)  # reap it when this process started it
+        except ChildProcessError:
+            pass  # started by another process: nothing to reap
+        try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return
