@@ -123,7 +123,7 @@ def test_mistral_killed_mid_run_then_run_again_later_never_evacuates_twice(
     servers = [cloud.boot(f"vm-{i}", failed) for i in range(4)]
     # the spawns outlast the dead run's claim (60 s without a heartbeat), so
     # the rerun finds them still in flight, their records older than the margin
-    slow_hosts([target_a, target_b], 100)
+    slow_hosts([target_a, target_b], 150)
     cloud.fail_host(failed)
     first = cloud.start_workflow(WF, {"host": failed})
     _wait_for_evacuations(cloud, servers)
@@ -135,8 +135,12 @@ def test_mistral_killed_mid_run_then_run_again_later_never_evacuates_twice(
     evacuation = rerun["output"]["evacuation"]
     # it took the dead run's claim over and adopted its evacuations
     assert evacuation["took_over_from"].startswith(first["id"])
-    assert {i["decision"] for i in rerun["output"]["plan"]["instances"]} == {"adopt"}
-    assert {i["outcome"] for i in evacuation["instances"]} == {"evacuated"}
+    # evacuations still in flight, their records older than the margin, were
+    # adopted (any the dead run saw finish are reported already_evacuated)
+    decisions = [i["decision"] for i in rerun["output"]["plan"]["instances"]]
+    assert "adopt" in decisions and set(decisions) <= {"adopt", "none"}, decisions
+    assert {i["outcome"] for i in evacuation["instances"]} <= {"evacuated",
+                                                                "already_evacuated"}
     assert not [c for c in evacuation["changes"] if c["change"] == "evacuation_requested"]
     assert_nova_agrees(cloud, failed, servers)
 
