@@ -148,7 +148,7 @@ def test_mistral_killed_mid_run_then_run_again_later_never_evacuates_twice(
 def test_rerun_after_the_timeout_with_evacuations_in_flight(cloud, make_hosts, slow_hosts):
     failed, target_a, target_b = make_hosts(3)
     servers = [cloud.boot(f"vm-{i}", failed) for i in range(3)]
-    slow_hosts([target_a, target_b], 25)
+    slow_hosts([target_a, target_b], 40)
     cloud.fail_host(failed)
     first = cloud.run_workflow(WF, {"host": failed, "timeout": 10}, timeout=120)
     assert first["state"] == "ERROR"
@@ -158,7 +158,10 @@ def test_rerun_after_the_timeout_with_evacuations_in_flight(cloud, make_hosts, s
     time.sleep(lab.LAB_CLOCK_MARGIN + 2)
     rerun = cloud.run_workflow(WF, {"host": failed}, timeout=180)
     assert rerun["state"] == "SUCCESS", rerun["output"]
-    assert {i["decision"] for i in rerun["output"]["plan"]["instances"]} == {"adopt"}
+    decisions = [i["decision"] for i in rerun["output"]["plan"]["instances"]]
+    assert "adopt" in decisions and set(decisions) <= {"adopt", "none"}, decisions
+    changes = rerun["output"]["evacuation"]["changes"]
+    assert not [c for c in changes if c["change"] == "evacuation_requested"], changes
     assert_nova_agrees(cloud, failed, servers)
 
 
