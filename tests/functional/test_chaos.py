@@ -125,12 +125,14 @@ def test_mistral_killed_mid_run_then_run_again_later_never_evacuates_twice(
     # the rerun finds them still in flight, their records older than the margin
     slow_hosts([target_a, target_b], 150)
     cloud.fail_host(failed)
-    first = cloud.start_workflow(WF, {"host": failed})
+    # only the slow hosts: the scheduler would pick any other host of the lab
+    targets = {"target_hosts": [target_a, target_b]}
+    first = cloud.start_workflow(WF, {"host": failed, **targets})
     _wait_for_evacuations(cloud, servers)
     _kill_mistral()
     lab.up()  # the lab's Mistral comes back (the dead execution stays RUNNING)
     time.sleep(lab.LAB_CLOCK_MARGIN + 5)  # the records are older than the margin now
-    rerun = cloud.run_workflow(WF, {"host": failed}, timeout=240)
+    rerun = cloud.run_workflow(WF, {"host": failed, **targets}, timeout=300)
     assert rerun["state"] == "SUCCESS", rerun["output"]
     evacuation = rerun["output"]["evacuation"]
     # it took the dead run's claim over and adopted its evacuations
@@ -150,13 +152,14 @@ def test_rerun_after_the_timeout_with_evacuations_in_flight(cloud, make_hosts, s
     servers = [cloud.boot(f"vm-{i}", failed) for i in range(3)]
     slow_hosts([target_a, target_b], 40)
     cloud.fail_host(failed)
-    first = cloud.run_workflow(WF, {"host": failed, "timeout": 10}, timeout=120)
+    targets = {"target_hosts": [target_a, target_b]}  # only the slow hosts
+    first = cloud.run_workflow(WF, {"host": failed, "timeout": 10, **targets}, timeout=120)
     assert first["state"] == "ERROR"
     assert_reasoned(first)
     assert first["output"]["error"]["reason"] == "evacuation_incomplete"
     assert first["output"]["error"]["details"]["totals"] == {"timed_out": 3}
     time.sleep(lab.LAB_CLOCK_MARGIN + 2)
-    rerun = cloud.run_workflow(WF, {"host": failed}, timeout=180)
+    rerun = cloud.run_workflow(WF, {"host": failed, **targets}, timeout=180)
     assert rerun["state"] == "SUCCESS", rerun["output"]
     decisions = [i["decision"] for i in rerun["output"]["plan"]["instances"]]
     assert "adopt" in decisions and set(decisions) <= {"adopt", "none"}, decisions
