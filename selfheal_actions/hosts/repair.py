@@ -19,6 +19,7 @@ from selfheal_actions.common.results import SelfhealAction
 from selfheal_actions.common.results import change
 from selfheal_actions.common.results import raise_if_forbidden
 from selfheal_actions.moves import records
+from selfheal_actions.moves.windowed_run import totals
 
 #: vm_states Nova hard-reboots (compute/api.py reboot, HARD)
 REBOOTABLE = {"active", "stopped", "paused", "suspended", "error"}
@@ -92,10 +93,8 @@ class RebootInstancesAction(SelfhealAction):
                        for e in entries if e["outcome"] == "planned"]
         else:
             self._wait_active(api, entries, timeout)
-        totals = {}
-        for entry in entries:
-            totals[entry["outcome"]] = totals.get(entry["outcome"], 0) + 1
-        result = {"host": host, "instances": entries, "totals": totals, "changes": changes}
+        result = {"host": host, "instances": entries, "totals": totals(entries),
+                  "changes": changes}
         bad = [e for e in entries if e["outcome"] in ("failed", "timed_out")]
         if bad:
             raise ActionFailure(
