@@ -84,6 +84,16 @@ class NovaApi:
         return [s.to_dict() for s in self.nova.services.list(binary="nova-compute")]
 
     @retried
+    def all_services(self):
+        """Every Nova service (compute, scheduler, conductor) as dicts."""
+        return [s.to_dict() for s in self.nova.services.list()]
+
+    @retried
+    def aggregates(self):
+        """Every host aggregate as dicts (``name``, ``hosts``, ``metadata``)."""
+        return [a.to_dict() for a in self.nova.aggregates.list()]
+
+    @retried
     def force_down(self, service_id, down=True):
         self.nova.services.force_down(service_id, down)
 
@@ -200,7 +210,6 @@ class NovaApi:
         """Create an empty aggregate; raises novaclient Conflict if the name exists."""
         return self.nova.aggregates.create(name, None).to_dict()
 
-    @retried
     @retried
     def get_aggregate(self, aggregate_id):
         """The aggregate dict, or None when it does not exist (any more)."""

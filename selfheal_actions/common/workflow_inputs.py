@@ -77,6 +77,18 @@ def _workflow_name(name, value):
     return text
 
 
+def _mapping(name, value):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"input '{name}' must be a mapping, got {shown(value)}")
+    return value
+
+
+def _long_text(name, value):
+    return inputs.text(name, value, required=False, max_length=2000)
+
+
 def _moment(name, value):
     from selfheal_actions.common import timeutil
 
@@ -126,6 +138,22 @@ RULES = {
     "cold_migration": _one_of("stopped", "fallback", "never"),
     "until": _moment,
     "since": lambda name, value: _moment(name, value) or "",
+    # the host watch (selfheal.host_failure.watch)
+    "interval": _number(1, 300),
+    "period": _number(0, 3600),
+    "samples": _integer(1, 20),
+    "stale_after": _number(1, 3600),
+    "prometheus_url": _long_text,
+    "prometheus_query": _long_text,
+    "host_label": _optional_text,
+    "max_failed_ratio": _number(0.01, 1),
+    "max_starts": _integer(1, 100),
+    "budget": _integer(1, 1000),
+    "per_host_concurrency": _integer(1, 200),
+    "heal_workflow": lambda name, value: _workflow_name(name, inputs.text(name, value)),
+    "heal_input": _mapping,
+    "kill_switch": _text,
+    "keep_executions": _integer(1, 1000),
 }
 
 #: where a workflow's action takes other bounds than the shared rule

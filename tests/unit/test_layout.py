@@ -16,7 +16,7 @@ from mistral_lib import actions
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ACTIONS = ROOT / "selfheal_actions"
-FLOWS = ("hosts", "maintenance", "heat")
+FLOWS = ("hosts", "maintenance", "heat", "watch")
 SHARED = ("common", "moves")
 #: what each part of selfheal_actions may import of selfheal_actions
 ALLOWED = {"common": {"common"}, "moves": {"common", "moves"},

@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The few Mistral calls an action makes on its own Mistral (REST API v2).
+
+The host watch starts one host failure execution per failed host, reads the
+executions in flight (who is already being healed, how much of the
+evacuation budget they hold), reads its kill switch (a Mistral environment)
+and deletes its own old executions. Endpoint and token come as for every
+other service (:func:`clients.session_for`, catalog type ``workflowv2``, or
+``endpoints.workflowv2`` in the explicit cloud config).
+
+Mistral stores ``input``, ``output`` and ``variables`` as JSON inside a
+string; this module hands them back decoded.
+"""
+
+import json
+import urllib.parse
+
+from selfheal_actions.common import clients
+from selfheal_actions.common.results import ActionFailure
+
+SERVICE_TYPE = "workflowv2"
+_JSON_FIELDS = ("input", "output", "params", "variables")
+
+
+class MistralApiError(Exception):
+    """Mistral answered with an HTTP error."""
+
+    def __init__(self, status, text):
+        super().__init__(f"HTTP {status}: {text[:300]}")
+        self.http_status = status
+
+
+def _decoded(resource):
+    for key in _JSON_FIELDS:
+        value = resource.get(key)
+        if isinstance(value, str):
+            try:
+                resource[key] = json.loads(value)
+            except ValueError:
+                pass
+    return resource
+
+
+class MistralApi:
+    """Mistral's REST API through a keystoneauth session.
+
+    :param session: a keystoneauth1 session (token or catalog auth).
+    :param endpoint: the v2 URL (``http://mistral:8989/v2``); None finds it
+        in the catalog.
+    :param region: region for the catalog lookup.
+    """
+
+    def __init__(self, session, endpoint=None, region=None):
+        self.session = session
+        self.endpoint = endpoint.rstrip("/") if endpoint else None
+        self.region = region
+
+    def _call(self, method, path, body=None, **query):
+        query = {k: v for k, v in query.items() if v is not None}
+        url = path + ("?" + urllib.parse.urlencode(query) if query else "")
+        kwargs = {"raise_exc": False, "headers": {"Accept": "application/json"}}
+        if body is not None:
+            kwargs["json"] = body
+        if self.endpoint:
+            response = self.session.request(self.endpoint + url, method, **kwargs)
+        else:
+            response = self.session.request(url, method, endpoint_filter={
+                "service_type": SERVICE_TYPE, "interface": "public",
+                "region_name": self.region}, **kwargs)
+        if response.status_code >= 400:
+            raise MistralApiError(response.status_code, response.text)
+        return response.json() if response.text.strip() else None
+
+    def executions(self, workflow_name, state=None, limit=100, newest_first=False,
+                   include_output=False):
+        """Executions of ``workflow_name`` (optionally in ``state``), decoded."""
+        page = self._call("GET", "/executions", workflow_name=workflow_name, state=state,
+                          limit=limit, sort_keys="created_at",
+                          sort_dirs="desc" if newest_first else "asc",
+                          include_output="true" if include_output else None)
+        return [_decoded(e) for e in (page or {}).get("executions", [])]
+
+    def start(self, workflow_name, workflow_input, description=""):
+        """Start an execution; returns it (``id``, ``state``, ...)."""
+        return _decoded(self._call("POST", "/executions", {
+            "workflow_name": workflow_name, "input": json.dumps(workflow_input),
+            "description": description[:255]}))
+
+    def delete_execution(self, execution_id):
+        self._call("DELETE", f"/executions/{execution_id}")
+
+    def environment(self, name):
+        """The variables of the environment ``name``, or None when it does
+        not exist."""
+        try:
+            found = self._call("GET", f"/environments/{urllib.parse.quote(name, safe='')}")
+        except MistralApiError as error:
+            if error.http_status == 404:
+                return None
+            raise
+        variables = _decoded(found or {}).get("variables")
+        return variables if isinstance(variables, dict) else {}
+
+
+def mistral(context):
+    """A :class:`MistralApi` on the caller's Mistral.
+
+    :raises ActionFailure: ``configuration_error`` when neither a token nor an
+        explicit ``workflowv2`` endpoint is known.
+    """
+    session, endpoint, region = clients.session_for(context, SERVICE_TYPE)
+    if not endpoint and not getattr(getattr(context, "security", None), "auth_token", None):
+        raise ActionFailure("configuration_error", "no Mistral endpoint: set "
+                            "endpoints.workflowv2 in the cloud config")
+    return MistralApi(session, endpoint, region)
