@@ -3,6 +3,10 @@
 
     selfheal install [--dry-run]      load the workbooks into a Mistral, check actions
         [--with-vitrage]              ... and the templates into Vitrage
+        [--with-watch [--watch-input JSON] [--watch-pattern CRON]]
+                                      ... and the host watch's cron trigger
+    selfheal watch pause --reason R   the kill switch: no heal starts
+    selfheal watch resume|status      switch it off; the trigger, switch, last decision
     selfheal validate [PATHS...]      workbooks and templates (files or folders):
         [--mistral-url URL]           Mistral's parser, Vitrage's validator, our
                                       cross-checks; every action name against a Mistral
@@ -12,6 +16,7 @@ Errors are one line saying what to do, not a traceback.
 """
 
 import argparse
+import json
 import sys
 
 
@@ -116,9 +121,24 @@ def _validate(args):
     return 1 if problems else 0
 
 
+def _watch_input(text):
+    """The --watch-input object, or an error line (checked before any call)."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as error:
+        return None, f"--watch-input is not JSON: {error}"
+    if not isinstance(value, dict):
+        return None, "--watch-input must be a JSON object, e.g. '{\"budget\": 10}'"
+    return value, None
+
+
 def _install(args):
     from selfheal_tools import install
 
+    watch_input, problem = _watch_input(args.watch_input)
+    if problem:
+        print(f"selfheal install: {problem}; nothing was changed", file=sys.stderr)
+        return 2
     try:
         result = install.install(args.mistral_url, args.dry_run)
     except install.InstallError as error:
@@ -134,7 +154,39 @@ def _install(args):
             print(f"selfheal install: {error}", file=sys.stderr)
             return 1
         print("\n".join(install_vitrage.describe(loaded)))
+    if args.with_watch:
+        from selfheal_tools import install_watch
+
+        try:
+            done = install_watch.install_watch(args.mistral_url, args.dry_run,
+                                               args.watch_pattern, watch_input)
+        except install.InstallError as error:
+            print(f"selfheal install: {error}", file=sys.stderr)
+            return 1
+        print(f"  watch trigger {install_watch.TRIGGER} ('{done['pattern']}'): "
+              f"{done['trigger']}; kill switch {install_watch.KILL_SWITCH}: "
+              f"{done['kill_switch']}")
     return 1 if result["missing_actions"] else 0
+
+
+def _watch(args):
+    from selfheal_tools import install
+    from selfheal_tools import install_watch
+
+    try:
+        if args.what == "pause":
+            install_watch.set_paused(True, args.reason or "", args.mistral_url)
+            print(f"kill switch ON: the watch starts no heal from its next cycle "
+                  f"(reason: {args.reason or 'none given'})")
+        elif args.what == "resume":
+            install_watch.set_paused(False, "", args.mistral_url)
+            print("kill switch off: the watch heals again from its next cycle")
+        else:
+            print("\n".join(install_watch.status(args.mistral_url)))
+    except install.InstallError as error:
+        print(f"selfheal watch: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def parser():
@@ -155,7 +207,18 @@ def parser():
                          "catalog's rca endpoint)")
     install.add_argument("--vitrage-url", help="Vitrage API URL (no Keystone); implies "
                          "--with-vitrage")
+    install.add_argument("--with-watch", action="store_true",
+                         help="also create or replace the host watch's cron trigger "
+                         "(selfheal-watch) and its kill switch")
+    install.add_argument("--watch-input", help="the watch workflow's inputs as a JSON object")
+    install.add_argument("--watch-pattern", default="* * * * *",
+                         help="the trigger's cron pattern (default: every minute)")
     install.set_defaults(func=_install)
+    watch = sub.add_parser("watch", help="the host watch's kill switch and status")
+    watch.add_argument("what", choices=["pause", "resume", "status"])
+    watch.add_argument("--reason", help="why it is paused (shown in every decision line)")
+    watch.add_argument("--mistral-url", help="Mistral v2 URL (no Keystone)")
+    watch.set_defaults(func=_watch)
     validate = sub.add_parser("validate", help="validate workbooks and Vitrage templates "
                               "offline: the platforms' own parsers, then our cross-checks")
     validate.add_argument("paths", nargs="*",

@@ -48,6 +48,16 @@ CLOUD_CONFIG_ENV = "SELFHEAL_CLOUD_CONFIG"
 HTTP_TIMEOUT = 30.0
 
 
+def verify_setting(config):
+    """TLS verification of the explicit config: true, false or a CA bundle."""
+    return _verify(None, config)
+
+
+def timeout_setting(config):
+    """Seconds per request of the explicit config (30 by default)."""
+    return _timeout(config)
+
+
 def _security(context):
     return getattr(context, "security", None)
 

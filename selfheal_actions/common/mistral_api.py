@@ -105,11 +105,31 @@ class MistralApi:
 def mistral(context):
     """A :class:`MistralApi` on the caller's Mistral.
 
+    With Keystone, the caller's token and catalog (the executions it starts
+    run as the caller). Without, the explicit ``workflowv2`` endpoint with
+    no token at all but the cloud config's own ``token``: a Mistral without
+    Keystone still copies an ``X-Auth-Token`` it is sent into the new
+    execution's context, and the actions of that execution would then take
+    the placeholder for a Keystone token.
+
     :raises ActionFailure: ``configuration_error`` when neither a token nor an
         explicit ``workflowv2`` endpoint is known.
     """
-    session, endpoint, region = clients.session_for(context, SERVICE_TYPE)
-    if not endpoint and not getattr(getattr(context, "security", None), "auth_token", None):
-        raise ActionFailure("configuration_error", "no Mistral endpoint: set "
-                            "endpoints.workflowv2 in the cloud config")
-    return MistralApi(session, endpoint, region)
+    if getattr(getattr(context, "security", None), "auth_token", None):
+        session, endpoint, region = clients.session_for(context, SERVICE_TYPE)
+        return MistralApi(session, endpoint, region)
+    from keystoneauth1 import session as ks_session
+
+    config = clients.explicit_config()
+    endpoint = config["endpoints"].get(SERVICE_TYPE)
+    if not endpoint:
+        raise ActionFailure(
+            "configuration_error",
+            f"no Mistral endpoint: Mistral passed no token and {clients.CLOUD_CONFIG_ENV} "
+            f"names no '{SERVICE_TYPE}' endpoint (the watch starts executions through it). "
+            "Add endpoints.workflowv2 to the cloud config of the executors.")
+    headers = {"X-Auth-Token": config["token"]} if config.get("token") else {}
+    session = ks_session.Session(verify=clients.verify_setting(config),
+                                 additional_headers=headers,
+                                 timeout=clients.timeout_setting(config))
+    return MistralApi(session, endpoint)

@@ -152,6 +152,7 @@ RULES = {
     "per_host_concurrency": _integer(1, 200),
     "heal_workflow": lambda name, value: _workflow_name(name, inputs.text(name, value)),
     "heal_input": _mapping,
+    "retry_after": _number(0, 86400),
     "kill_switch": _text,
     "keep_executions": _integer(1, 1000),
 }

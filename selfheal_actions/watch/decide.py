@@ -29,7 +29,9 @@ holds every candidate of the cycle:
     ``max_failed_ratio`` of the compute hosts: a partition or a power
     event, for a person to look at.
 
-then, per host: ``aggregate_limit`` (more failed hosts in one of its host
+then, per host: ``recent_failure`` (its last heal failed lately: it is
+not started again every cycle; see the watch's ``retry_after``),
+``aggregate_limit`` (more failed hosts in one of its host
 aggregates than that aggregate's ``selfheal:max_failures`` metadata allows),
 ``max_starts`` (no more hosts started this cycle) and ``budget`` (the
 cloud-wide evacuation budget is held by heals in flight).
@@ -111,8 +113,10 @@ def decide(observations, streaks, settings, world):
     :param world: ``paused`` (the kill switch's reason, or None),
         ``scheduler_up`` (bool), ``prometheus_error`` (text or None),
         ``healing`` (``{host: evacuations it may have in flight}`` for heals
-        running now), ``aggregates`` (``[{"name", "hosts", "limit"}]`` of
-        the aggregates that set a limit).
+        running now), ``failed_recently`` (``{host: what failed}`` for heals
+        that ended in error lately: not restarted until later),
+        ``aggregates`` (``[{"name", "hosts", "limit"}]`` of the aggregates
+        that set a limit).
     :returns: ``{"streaks", "hosts": [{host, signals, streak, verdict,
         reason}], "start": [{host, concurrency, signals}], "gate": reason or
         None, "gate_message", "failing", "fenced", "compute_hosts"}``.
@@ -129,13 +133,15 @@ def decide(observations, streaks, settings, world):
             new_streaks[host] = streak
         if verdict in ("failed", "suspect") and host in world.get("healing", {}):
             verdict, reason = "healing", "a heal of this host is running"
+        elif verdict == "failed" and host in world.get("failed_recently", {}):
+            verdict, reason = "held", f"recent_failure: {world['failed_recently'][host]}"
         hosts.append({"host": host, "signals": _signals(observation, settings.use_exporter),
                       "streak": streak, "verdict": verdict, "reason": reason})
 
     enabled = [o for o in observations if o["status"] == "enabled"]
     fenced = [o["host"] for o in observations
               if o["status"] != "enabled" and o.get("marker") == "fenced"]
-    failing = [h["host"] for h in hosts if h["verdict"] in ("failed", "suspect", "healing")]
+    failing = [h["host"] for h in hosts if h["streak"] or h["verdict"] == "healing"]
     compute_hosts = len(enabled) + len(fenced)
     result = {"streaks": new_streaks, "hosts": hosts, "start": [], "gate": None,
               "gate_message": None, "failing": failing, "fenced": fenced,

@@ -86,6 +86,9 @@ class WatchHostsAction(SelfhealAction):
     :param heal_workflow: the workflow started per failed host (default
         ``selfheal.host_failure.evacuate_host``).
     :param heal_input: more inputs for it (mapping; e.g. fencing, target_hosts).
+    :param retry_after: seconds after a heal of a host ended in error before
+        the watch starts another for it (0-86400, default 600): a BMC that
+        refuses is not asked again every cycle.
     :param kill_switch: the Mistral environment whose variable ``paused``
         (true) stops all healing (default ``selfheal-watch``).
     :param keep_executions: finished executions of the watch kept; older
@@ -103,8 +106,8 @@ class WatchHostsAction(SelfhealAction):
     def __init__(self, interval=10, period=50, samples=3, stale_after=30, prometheus_url=None,
                  prometheus_query=None, host_label=None, max_failed_ratio=0.5, max_starts=2,
                  budget=20, per_host_concurrency=10, heal_workflow=DEFAULT_HEAL_WORKFLOW,
-                 heal_input=None, kill_switch=DEFAULT_KILL_SWITCH, keep_executions=20,
-                 dry_run=False):
+                 heal_input=None, retry_after=600, kill_switch=DEFAULT_KILL_SWITCH,
+                 keep_executions=20, dry_run=False):
         self.interval = interval
         self.period = period
         self.samples = samples
@@ -118,6 +121,7 @@ class WatchHostsAction(SelfhealAction):
         self.per_host_concurrency = per_host_concurrency
         self.heal_workflow = heal_workflow
         self.heal_input = heal_input
+        self.retry_after = retry_after
         self.kill_switch = kill_switch
         self.keep_executions = keep_executions
         self.dry_run = dry_run
@@ -159,6 +163,7 @@ class WatchHostsAction(SelfhealAction):
                 use_exporter=bool(url)),
             "heal_workflow": inputs.text("heal_workflow", self.heal_workflow),
             "heal_input": heal_input,
+            "retry_after": inputs.number("retry_after", self.retry_after, 0, 86400),
             "kill_switch": inputs.text("kill_switch", self.kill_switch),
             "keep_executions": inputs.number("keep_executions", self.keep_executions, 1, 1000,
                                              integer=True),
@@ -237,6 +242,7 @@ class WatchHostsAction(SelfhealAction):
         aggregates = nova.aggregates()
         world["aggregates"] = _limited_aggregates(aggregates)
         world["healing"] = self._healing(mistral, checked, aggregates)
+        world["failed_recently"] = self._failed_recently(mistral, checked)
         return deciding.decide(observations, streaks, checked["settings"], world)
 
     def _paused(self, mistral, checked):
@@ -273,6 +279,31 @@ class WatchHostsAction(SelfhealAction):
             if name.startswith(host_claim.PREFIX):
                 healing.setdefault(name[len(host_claim.PREFIX):], 0)
         return healing
+
+    @staticmethod
+    def _failed_recently(mistral, checked):
+        """``{host: what failed}`` for heals that ended in error less than
+        ``retry_after`` seconds ago (the newest per host)."""
+        failed = {}
+        if not checked["retry_after"]:
+            return failed
+        now = timeutil.utcnow()
+        for execution in mistral.executions(checked["heal_workflow"], state="ERROR", limit=50,
+                                            newest_first=True, include_output=True):
+            host = (execution.get("input") or {}).get("host")
+            ended = _mistral_time(execution.get("updated_at") or execution.get("created_at"))
+            if not isinstance(host, str) or host in failed or ended is None:
+                continue
+            age = (now - ended).total_seconds()
+            if age > checked["retry_after"]:
+                continue
+            error = (execution.get("output") or {}).get("error") or {}
+            reason = error.get("reason") if isinstance(error, dict) else None
+            failed[host] = (f"heal {execution.get('id')} ended in error "
+                            f"({reason or 'see its output'}) {age:.0f} s ago; the watch "
+                            f"retries after {checked['retry_after']:.0f} s, or fix it and run "
+                            "the heal by hand")
+        return failed
 
     def _start(self, mistral, checked, entry, me, changes):
         host = entry["host"]

@@ -305,3 +305,52 @@ def test_staleness_is_measured_by_novas_clock_not_the_executors():
     observations, scheduler_up = signals.nova_observations(services, stale_after=30)
     assert [(o["host"], o["nova"]) for o in observations] == [("c1", "up"), ("c2", "stale")]
     assert scheduler_up is False
+
+
+def test_a_heal_that_failed_is_not_restarted_every_cycle(lab):
+    # seen on the lab: a heal that ended in error at once was started again
+    # at every cycle (four heals in four seconds)
+    cloud, mistral = lab
+    cloud.dead["c1"] = 1
+    original_start = mistral.start
+
+    def start_and_fail(workflow_name, workflow_input, description=""):
+        execution = original_start(workflow_name, workflow_input, description)
+        execution["state"] = "ERROR"
+        execution["output"] = {"error": {"reason": "bmc_unreachable"}}
+        execution["updated_at"] = execution["created_at"]
+        next(e for e in mistral.execs if e["id"] == execution["id"]).update(execution)
+        return execution
+
+    mistral.start = start_and_fail
+    result = run(period=6)
+    assert len(mistral.heals()) == 1
+    assert "recent_failure: heal exec-" in result.data["cycles"][-1]
+    assert "(bmc_unreachable)" in result.data["cycles"][-1]
+    # with retry_after 0 the next watch tries again
+    run(period=0, retry_after=0, samples=1)
+    assert len(mistral.heals()) == 2
+
+
+def test_without_keystone_the_watch_sends_mistral_no_placeholder_token(monkeypatch, tmp_path):
+    # seen on the lab: a Mistral without Keystone copied the placeholder
+    # token into the heal's context, and its Nova calls failed
+    config = tmp_path / "cloud.yaml"
+    config.write_text('{"endpoints": {"workflowv2": "http://mistral:8989/v2"}, '
+                      '"headers": {"X-Auth-User": "admin"}}')
+    monkeypatch.setenv(clients.CLOUD_CONFIG_ENV, str(config))
+    api = mistral_api.mistral(Context())
+    assert api.endpoint == "http://mistral:8989/v2"
+    assert "X-Auth-Token" not in (api.session.additional_headers or {})
+    assert api.session.auth is None
+
+
+def test_without_keystone_and_without_a_mistral_endpoint_the_error_says_what_to_add(
+        monkeypatch, tmp_path):
+    config = tmp_path / "cloud.yaml"
+    config.write_text('{"endpoints": {"compute": "http://nova:8774/v2.1"}}')
+    monkeypatch.setenv(clients.CLOUD_CONFIG_ENV, str(config))
+    with pytest.raises(mistral_api.ActionFailure) as failure:
+        mistral_api.mistral(Context())
+    assert failure.value.reason == "configuration_error"
+    assert "endpoints.workflowv2" in failure.value.message
