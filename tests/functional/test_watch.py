@@ -21,7 +21,6 @@ from selfheal_lab import lab
 from selfheal_lab import mistral_client
 from selfheal_lab import state
 from selfheal_lab.services import bmc
-from selfheal_lab.services import nova as nova_box
 from selfheal_tools import install_watch
 
 WATCH = "selfheal.host_failure.watch"
