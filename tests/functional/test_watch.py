@@ -12,6 +12,7 @@ their own spare hosts (``target_hosts``).
 """
 
 import datetime
+import threading
 import time
 
 import pytest
@@ -129,6 +130,58 @@ def test_a_switch_blip_of_half_the_hosts_fences_and_evacuates_nothing(
     held = [line for line in output["cycles"] if "held: global_limit" in line]
     assert held, output["cycles"]
     assert cloud.up_hosts() >= set(silent)
+
+
+class InFlight(threading.Thread):
+    """Counts, every 0.3 s, the evacuations Nova has in flight from ``hosts``."""
+
+    DONE = {"done", "completed", "failed", "error", "cancelled"}
+
+    def __init__(self, cloud, hosts):
+        super().__init__(daemon=True)
+        self.nova, self.hosts = cloud.nova(), set(hosts)
+        self.peak, self.samples, self.stopped = 0, 0, threading.Event()
+
+    def run(self):
+        while not self.stopped.is_set():
+            moving = [m for m in self.nova.migrations.list(migration_type="evacuation")
+                      if m.source_compute in self.hosts and m.status not in self.DONE]
+            self.peak = max(self.peak, len(moving))
+            self.samples += 1
+            time.sleep(0.3)
+
+
+def test_a_rack_of_three_dead_hosts_is_healed_within_the_cloud_wide_budget(
+        cloud, make_hosts, watched_lab, mistral_url):
+    hosts = make_hosts(8)
+    dead, spares = hosts[:3], hosts[3:]
+    bmc.add_hosts(dead)
+    ids = {host: boot_on(cloud, host, 4) for host in dead}
+    for spare in spares:  # evacuations stay in flight long enough to count
+        nova_box.slow_spawns(spare, 2)
+    counter = InFlight(cloud, dead)
+    counter.start()
+    try:
+        for host in dead:
+            faults.kill_host(host)
+        output = watch(cloud, period=40, heal_input={"target_hosts": spares},
+                       max_failed_ratio=0.5, max_starts=3, budget=4,
+                       per_host_concurrency=2)
+        for execution in heals(mistral_url, dead):
+            done = cloud.wait_workflow(execution["id"], timeout=240)
+            assert done["state"] == "SUCCESS", done.get("output")
+    finally:
+        counter.stopped.set()
+        counter.join()
+        for spare in spares:
+            nova_box.slow_spawns(spare, 0)
+    assert sorted(e["input"]["host"] for e in heals(mistral_url, dead)) == sorted(dead)
+    # two heals took the budget (2 + 2): the third waited for one to end
+    assert any("budget: 4 of 4" in line for line in output["cycles"]), output["cycles"]
+    assert 1 <= counter.peak <= 4, counter.peak
+    for host, server_ids in ids.items():
+        for server_id in server_ids:
+            assert getattr(cloud.server(server_id), "OS-EXT-SRV-ATTR:host") in spares
 
 
 def test_nova_compute_dead_but_host_alive_is_reported_and_not_fenced(
