@@ -148,18 +148,20 @@ def up_with(services=(), **up_kwargs):
     return result
 
 
-def up_bmc(nova_info, ipmi_hosts=None):
+def up_bmc(nova_info, ipmi_hosts=None, tls=None):
     """The BMCs (:mod:`selfheal_lab.services.bmc`) for every running compute
     host of the lab, Redfish for all but the last, which gets an IPMI BMC (unless
     ``ipmi_hosts`` names others); the cloud config names their inventory.
 
+    :param tls: True: the Redfish emulator serves HTTPS with a CA of the
+        lab's, which the inventory names; None: as it is.
     :returns: the bmc endpoints entry.
     """
     # the hosts running now (a kept box also remembers hosts tests removed)
     running = {h["host"] for h in nova.hosts() if h["running"]}
     hosts = [h for h in nova_info["hosts"] if h in running]
     ipmi = list(hosts[-1:] if ipmi_hosts is None else ipmi_hosts)
-    info = bmc.up([h for h in hosts if h not in ipmi], ipmi)
+    info = bmc.up([h for h in hosts if h not in ipmi], ipmi, tls=tls)
     write_cloud_config(nova_info)
     return info
 
