@@ -128,10 +128,10 @@ def up_autoheal(**up_kwargs):
     return result
 
 
-def up_with(services=(), **up_kwargs):
+def up_with(services=(), bmc_tls=None, **up_kwargs):
     """Start (or keep) the lab as :func:`up` does, plus the optional services
     named: ``heat`` (Heat and Zaqar, :func:`up_autoheal`), ``vitrage`` and
-    ``bmc`` (:func:`up_bmc`).
+    ``bmc`` (:func:`up_bmc`; ``bmc_tls``: its Redfish emulator over HTTPS).
 
     :raises ValueError: for a service name the lab does not know.
     :returns: :func:`up`'s result plus an entry per service started.
@@ -144,7 +144,7 @@ def up_with(services=(), **up_kwargs):
         result["vitrage"] = vitrage.up()
         write_cloud_config(result["nova"])  # now with Vitrage's endpoint (rca)
     if "bmc" in services:
-        result["bmc"] = up_bmc(result["nova"])
+        result["bmc"] = up_bmc(result["nova"], tls=bmc_tls)
     return result
 
 
