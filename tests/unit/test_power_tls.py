@@ -178,3 +178,18 @@ def test_a_tls_error_is_not_retried_and_says_what_to_do(tmp_path, monkeypatch, d
     assert "verify" in result.error["message"] and "nova_only" in result.error["message"]
     status = power.PowerStatusAction("c1").run(None)  # the driver still fails
     assert status.error["reason"] == "bmc_tls_error"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: IP address mismatch, "
+     "certificate is not valid for '10.0.0.11'. (_ssl.c:1006)",
+     "certificate verify failed: IP address mismatch, certificate is not valid for "
+     "'10.0.0.11'."),
+    ("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)",
+     "TLS handshake failed (WRONG_VERSION_NUMBER)"),
+])
+def test_tls_failures_are_named_briefly(text, expected):
+    import ssl
+
+    assert bmc._tls_cause(ssl.SSLError(1, text)) == expected
+    assert bmc._tls_cause(ConnectionRefusedError("refused")) is None
