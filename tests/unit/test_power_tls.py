@@ -193,3 +193,13 @@ def test_tls_failures_are_named_briefly(text, expected):
 
     assert bmc._tls_cause(ssl.SSLError(1, text)) == expected
     assert bmc._tls_cause(ConnectionRefusedError("refused")) is None
+
+
+def test_the_host_failure_flow_warns_when_verification_is_off(tmp_path, monkeypatch, ca):
+    write_inventory(tmp_path, monkeypatch, {"c1": dict(REDFISH, verify=False),
+                                            "c2": dict(REDFISH, verify=str(ca))})
+    for mode in ("auto", "power", "workflow"):
+        resolved, entry, warnings = power.resolve_mode(mode, "c1", None)
+        assert entry["verify"] is False and "TLS verification is off" in warnings[0], mode
+        assert power.resolve_mode(mode, "c2", None)[2] == [], mode
+    assert power.plan(entry, "c1")["bmc"]["tls_verify"] == "off"
