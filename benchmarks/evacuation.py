@@ -21,8 +21,18 @@ Ratios, not absolute times, are the result: the machine is shared.
 
 With ``--power`` the lab runs its BMCs and selfheal's failed host has a
 Redfish BMC: the run powers it off and waits for Off before fencing in Nova
-(the floor does not), and the rows add the fence time (power-off sent to
-Off confirmed; the emulator applies a reset 1-11 s after it, at random).
+(the floor does not), and the rows add the fence time, median and range
+over the runs, measured twice:
+
+* **action**: the flow's ``power.fence_seconds``, first power-off sent to
+  Off confirmed, as the action saw it (its reads are ``power_poll_interval``
+  apart, 1 s by default, so it is up to that much late);
+* **BMC**: the BMC's own journal (``bmc.journal()``): the emulator received
+  the ForceOff, then applied Off (the lab's sushy-emulator applies a reset
+  1-11 s after it, at random, and only when the system is read).
+
+Power runs write ``results/evacuation-power-latest.*`` (the other files keep
+the runs without BMCs).
 
     python3 tools/dev.py bench [--sizes 20 50 100] [--repeat 1] [--power]
 """
@@ -64,6 +74,30 @@ def prepare(cloud, tag, count, stopped=0):
     return hosts, servers
 
 
+def moment(text):
+    value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+
+
+def bmc_fence_seconds(host):
+    """Power-off received to Off applied, from the BMC's journal, or None."""
+    journal = [e for e in bmc.journal(host) if e["power"] == "off"]
+    asked = [moment(e["at"]) for e in journal if e["event"] == "requested"]
+    applied = [moment(e["at"]) for e in journal if e["event"] == "applied"]
+    if not asked or not applied:
+        return None
+    return (min(applied) - min(asked)).total_seconds()
+
+
+def spread(values):
+    """Median, min and max of the values that are not None (None if none)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
+            "max": round(max(values), 2), "values": [round(v, 2) for v in values]}
+
+
 def run_selfheal(cloud, host, servers, workflow_input):
     nova_box.reset_request_counts()
     started = time.monotonic()
@@ -75,9 +109,10 @@ def run_selfheal(cloud, host, servers, workflow_input):
     if execution["state"] != "SUCCESS":
         raise RuntimeError(f"selfheal run failed: {json.dumps(execution.get('output'))[:2000]}")
     verified = execution["output"]["evacuation"]["totals"].get("evacuated", 0)
-    fence = (execution["output"].get("power") or {}).get("fence_seconds")
+    power = execution["output"].get("power") or {}
     return {"seconds": seconds, "requests": requests, "verified": verified,
-            "fence_seconds": fence}
+            "fence_seconds": power.get("fence_seconds"),
+            "switched": power.get("switched")}
 
 
 def run_floor(cloud, host, servers):
@@ -115,10 +150,16 @@ def measure(cloud, count, repeat, workflow_input, with_power=False):
         else:
             ours = run_selfheal(cloud, ours_hosts[0], ours_servers, workflow_input)
             floor = run_floor(cloud, floor_hosts[0], floor_servers)
+        if with_power:
+            ours["bmc_fence_seconds"] = bmc_fence_seconds(ours_hosts[0])
+            if not ours["switched"]:
+                raise RuntimeError(f"selfheal did not power {ours_hosts[0]} off: {ours}")
         cloud.remove_hosts(ours_hosts + floor_hosts)
         rows.append((ours, floor))
+        fence = (f", fence {ours['fence_seconds']}s (BMC journal {ours['bmc_fence_seconds']}s)"
+                 if with_power else "")
         print(f"  N={count} run {i + 1}: selfheal {ours['seconds']:.1f}s "
-              f"({ours['requests']} requests), floor {floor['seconds']:.1f}s "
+              f"({ours['requests']} requests{fence}), floor {floor['seconds']:.1f}s "
               f"({floor['requests']} requests)", file=sys.stderr, flush=True)
     ours_s = statistics.median(r[0]["seconds"] for r in rows)
     floor_s = statistics.median(r[1]["seconds"] for r in rows)
@@ -133,17 +174,28 @@ def measure(cloud, count, repeat, workflow_input, with_power=False):
         "floor_requests_per_instance": round(
             statistics.median(r[1]["requests"] for r in rows) / count, 2),
         "selfheal_verified": min(r[0]["verified"] for r in rows),
+        "selfheal_seconds_range": [round(min(r[0]["seconds"] for r in rows), 2),
+                                   round(max(r[0]["seconds"] for r in rows), 2)],
         "selfheal_fence_seconds": (round(statistics.median(r[0]["fence_seconds"] for r in rows),
                                          2) if with_power else None),
+        "fence_action": spread(r[0].get("fence_seconds") for r in rows) if with_power else None,
+        "fence_bmc": (spread(r[0].get("bmc_fence_seconds") for r in rows) if with_power
+                      else None),
     }
 
 
+def _median_range(cell):
+    if not cell:
+        return "-"
+    return f"{cell['median']:.1f} ({cell['min']:.1f}-{cell['max']:.1f})"
+
+
 def table(results):
-    head = ("N", "selfheal s", "fence s", "floor s", "ratio (<=1.2)",
-            "selfheal req/inst (<=4)", "floor req/inst", "verified")
-    rows = [head] + [(str(r["instances"]), f"{r['selfheal_seconds']:.1f}",
-                      "-" if r.get("selfheal_fence_seconds") is None
-                      else f"{r['selfheal_fence_seconds']:.1f}",
+    head = ("N", "runs", "selfheal s", "fence s, action (range)", "fence s, BMC (range)",
+            "floor s", "ratio (<=1.2)", "selfheal req/inst (<=4)", "floor req/inst",
+            "verified")
+    rows = [head] + [(str(r["instances"]), str(r["runs"]), f"{r['selfheal_seconds']:.1f}",
+                      _median_range(r.get("fence_action")), _median_range(r.get("fence_bmc")),
                       f"{r['floor_seconds']:.1f}", f"{r['ratio']:.2f}",
                       f"{r['selfheal_requests_per_instance']:.2f}",
                       f"{r['floor_requests_per_instance']:.2f}",
@@ -182,10 +234,14 @@ def main(argv=None):
     command = "python3 tools/dev.py bench " + " ".join(argv or sys.argv[1:])
     meta = {"when": stamp, "command": command.strip(),
             "workflow_input": workflow_input, "results": results}
-    (RESULTS / "evacuation-latest.json").write_text(json.dumps(meta, indent=2))
-    (RESULTS / "evacuation-latest.md").write_text(
-        f"# Host failure recovery: selfheal vs Nova's floor\n\n{stamp}, "
-        f"`{meta['command']}`\n\n{text}\n")
+    name, title = "evacuation", "Host failure recovery: selfheal vs Nova's floor"
+    if args.power:
+        name = "evacuation-power"
+        title = ("Host failure recovery with power fencing: selfheal (Redfish power-off "
+                 "confirmed first) vs Nova's floor (no fencing)")
+    (RESULTS / f"{name}-latest.json").write_text(json.dumps(meta, indent=2))
+    (RESULTS / f"{name}-latest.md").write_text(
+        f"# {title}\n\n{stamp}, `{meta['command']}`\n\n{text}\n")
     return 0
 
 

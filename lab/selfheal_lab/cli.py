@@ -2,6 +2,7 @@
 """The ``selfheal-lab`` command: the local lab of real OpenStack services.
 
     selfheal-lab up [--with heat vitrage bmc] [--auth]   start (or keep) the lab
+                    [--bmc-tls]                      (with bmc: Redfish over HTTPS)
     selfheal-lab status                              every lab service and its endpoints
     selfheal-lab down                                stop everything the lab started
     selfheal-lab demo [autoheal] [--keep-lab]        a healing scenario on the lab
@@ -23,7 +24,10 @@ def _up(args):
     from selfheal_lab import lab
 
     hosts = tuple(f"compute-{i}" for i in range(1, args.hosts + 1))
-    info = lab.up_with(args.with_services, hosts=hosts, mode=args.mode, driver=args.driver)
+    if args.bmc_tls and "bmc" not in args.with_services:
+        raise SystemExit("--bmc-tls needs --with bmc")
+    info = lab.up_with(args.with_services, hosts=hosts, mode=args.mode, driver=args.driver,
+                       bmc_tls=args.bmc_tls or None)
     shown = {"nova": info["nova"]["compute_url"], "mistral": info["mistral"]["url"],
              "cloud_config": info["cloud_config"]}
     if "heat" in info:
@@ -34,6 +38,8 @@ def _up(args):
     if "bmc" in info:  # the passwords stay in the 0600 inventory named here
         shown.update(redfish=info["bmc"]["redfish_url"],
                      fencing_inventory=info["bmc"]["inventory"])
+        if info["bmc"].get("ca_bundle"):
+            shown.update(redfish_ca_bundle=info["bmc"]["ca_bundle"])
     if args.auth:
         shown.update(_up_authenticated(lab, with_alarms="heat" in args.with_services))
     print(json.dumps(shown, indent=2))
@@ -100,6 +106,9 @@ def parser():
                     "vitrage (the Vitrage evaluator, loaded with the shipped templates) and/or "
                     "bmc (a Redfish emulator and an IPMI BMC wired to the compute hosts, and "
                     "the fencing inventory)")
+    up.add_argument("--bmc-tls", action="store_true",
+                    help="with --with bmc: the Redfish emulator serves HTTPS with a CA the lab "
+                         "makes, which the fencing inventory names (verify)")
     up.add_argument("--auth", action="store_true",
                     help="also Keystone, Nova behind token validation and a Mistral with "
                          "Keystone auth (the authenticated lab); with --with heat also "

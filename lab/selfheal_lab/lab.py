@@ -128,10 +128,10 @@ def up_autoheal(**up_kwargs):
     return result
 
 
-def up_with(services=(), **up_kwargs):
+def up_with(services=(), bmc_tls=None, **up_kwargs):
     """Start (or keep) the lab as :func:`up` does, plus the optional services
     named: ``heat`` (Heat and Zaqar, :func:`up_autoheal`), ``vitrage`` and
-    ``bmc`` (:func:`up_bmc`).
+    ``bmc`` (:func:`up_bmc`; ``bmc_tls``: its Redfish emulator over HTTPS).
 
     :raises ValueError: for a service name the lab does not know.
     :returns: :func:`up`'s result plus an entry per service started.
@@ -144,22 +144,24 @@ def up_with(services=(), **up_kwargs):
         result["vitrage"] = vitrage.up()
         write_cloud_config(result["nova"])  # now with Vitrage's endpoint (rca)
     if "bmc" in services:
-        result["bmc"] = up_bmc(result["nova"])
+        result["bmc"] = up_bmc(result["nova"], tls=bmc_tls)
     return result
 
 
-def up_bmc(nova_info, ipmi_hosts=None):
+def up_bmc(nova_info, ipmi_hosts=None, tls=None):
     """The BMCs (:mod:`selfheal_lab.services.bmc`) for every running compute
     host of the lab, Redfish for all but the last, which gets an IPMI BMC (unless
     ``ipmi_hosts`` names others); the cloud config names their inventory.
 
+    :param tls: True: the Redfish emulator serves HTTPS with a CA of the
+        lab's, which the inventory names; None: as it is.
     :returns: the bmc endpoints entry.
     """
     # the hosts running now (a kept box also remembers hosts tests removed)
     running = {h["host"] for h in nova.hosts() if h["running"]}
     hosts = [h for h in nova_info["hosts"] if h in running]
     ipmi = list(hosts[-1:] if ipmi_hosts is None else ipmi_hosts)
-    info = bmc.up([h for h in hosts if h not in ipmi], ipmi)
+    info = bmc.up([h for h in hosts if h not in ipmi], ipmi, tls=tls)
     write_cloud_config(nova_info)
     return info
 

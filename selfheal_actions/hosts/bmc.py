@@ -11,14 +11,18 @@ a stable reason:
   default (``verify`` in the inventory: true, false or a CA bundle path).
 * ``ipmi`` through ``pyghmi``: chassis power off / on, power status.
 
-Reasons: ``bmc_unreachable`` (nothing answers, a timeout, a TLS failure),
-``bmc_auth_failed`` (the BMC refused the credentials), ``bmc_error`` (the
-BMC answered, but not as expected: an unknown system, a refused reset).
+Reasons: ``bmc_unreachable`` (nothing answers, a timeout),
+``bmc_tls_error`` (the BMC's certificate cannot be verified with the
+entry's ``verify``, or the TLS handshake fails), ``bmc_auth_failed`` (the BMC
+refused the credentials), ``bmc_error`` (the BMC answered, but not as
+expected: an unknown system, a refused reset).
 No message carries a credential: every text from a library goes through
 :func:`redact` with the entry's secrets.
 """
 
 import logging
+import re
+import ssl
 
 LOG = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ ON, OFF, UNKNOWN = "on", "off", "unknown"
 
 
 class BmcError(Exception):
-    """A BMC call failed. ``reason``: ``bmc_unreachable``,
+    """A BMC call failed. ``reason``: ``bmc_unreachable``, ``bmc_tls_error``,
     ``bmc_auth_failed`` or ``bmc_error``; ``message`` has no secret."""
 
     def __init__(self, reason, message):
@@ -45,6 +49,25 @@ def redact(text, secrets):
     return text[:300]
 
 
+def _tls_cause(error):
+    """The TLS failure behind ``error`` (sushy wraps requests' SSLError in its
+    ConnectionError), as a short text, or None when it is not one."""
+    chain, seen = [], error
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    tls = [e for e in chain if isinstance(e, ssl.SSLError)
+           or type(e).__name__ in ("SSLError", "SSLCertVerificationError")]
+    text = str(tls[0] if tls else error)
+    if not tls and "CERTIFICATE_VERIFY_FAILED" not in text:
+        return None
+    found = re.search(r"certificate verify failed: (.+?)(?: \(_ssl|$)", text)
+    if found:
+        return "certificate verify failed: " + found.group(1).strip(" '\")")
+    found = re.search(r"\[SSL: ([A-Z_]+)\]", text)
+    return f"TLS handshake failed ({found.group(1)})" if found else "TLS handshake failed"
+
+
 class RedfishDriver:
     """Power of one Redfish system (sushy).
 
@@ -59,12 +82,24 @@ class RedfishDriver:
     def __init__(self, entry, timeout=10.0):
         self.entry = entry
         self.timeout = timeout
+        #: what sushy (requests) gets: True (the system's CAs, the default),
+        #: False, or a CA bundle path
+        self.verify = entry.get("verify", True)
         self._system = None
 
     def _fail(self, error):
         import sushy.exceptions as sx
 
-        text = redact(f"{type(error).__name__}: {error}", [self.entry.get("password")])
+        secrets = [self.entry.get("password")]
+        tls = _tls_cause(error)
+        if tls:
+            how = ("the CA bundle " + str(self.verify) if isinstance(self.verify, str)
+                   else "the system's CAs (verify: true, the default)")
+            return BmcError("bmc_tls_error", f"the Redfish BMC at {self.entry['address']} "
+                            f"failed TLS verification with {how}: {redact(tls, secrets)}. "
+                            "Give the CA bundle that signed its certificate in the host's "
+                            "fencing inventory entry (verify: /path/ca.pem)")
+        text = redact(f"{type(error).__name__}: {error}", secrets)
         if isinstance(error, sx.AccessError):
             return BmcError("bmc_auth_failed", f"the Redfish BMC at {self.entry['address']} "
                             f"refused the credentials of user {self.entry.get('username')!r} "
@@ -93,7 +128,7 @@ class RedfishDriver:
         def connect():
             basic = auth.BasicAuth(username=self.entry.get("username"),
                                    password=self.entry.get("password"))
-            kwargs = dict(auth=basic, verify=self.entry.get("verify", True),
+            kwargs = dict(auth=basic, verify=self.verify,
                           server_side_retries=1, server_side_retries_delay=1,
                           read_timeout=self.timeout)
             try:

@@ -252,9 +252,15 @@ def decide(api, host, args, dry_run, plan_waits=False):
 class FenceHostAction(SelfhealAction):
     """Fence a failed compute host: force its nova-compute down, then disable it.
 
-    This is Nova's part of fencing only: it does not switch the host's
-    power. ``selfheal.power_off`` does, and ``selfheal.evacuate_and_verify``
-    with ``fence`` powers the host off (fencing inventory) before this part.
+    This is Nova's part of fencing only: it does not power the host off
+    and never contacts a BMC, whatever the fencing inventory holds;
+    ``host_powered_off`` is the caller's word, not checked. On its own, on a
+    host whose guests may still run, it tells Nova the host is fenced when
+    it is not (an evacuation after it can run every instance twice on shared
+    storage). To fence for real use ``selfheal.evacuate_and_verify`` with
+    ``fence`` (or the ``selfheal.host_failure.evacuate_host`` workflow): it
+    powers the host off through its BMC and confirms Off before this part;
+    or run ``selfheal.power_off`` first.
 
     Waits up to ``wait_for_down`` seconds for Nova to see the host down (a
     monitor alarms within seconds, Nova after ``service_down_time``), then

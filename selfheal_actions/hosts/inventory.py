@@ -19,6 +19,7 @@ holds. The inventory::
       username: fencer
       password: {env: SELFHEAL_BMC_PASSWORD}
       verify: /etc/ssl/bmc-ca.pem    # true (default), false or a CA bundle
+                                     # (relative: to this file's folder)
     hosts:
       compute-1:
         address: https://10.0.0.11   # redfish: base URL of the BMC
@@ -111,7 +112,43 @@ def _checked(host, entry, path):
                                                                           "https://")):
         raise _refuse(path, f"the redfish address of '{host}' must be a URL (https://...)",
                       host=host)
+    if entry["driver"] == "redfish" and "verify" in entry:
+        entry["verify"] = _verify(host, entry["verify"], path)
     return entry
+
+
+def _verify(host, value, path):
+    """The ``verify`` of a Redfish entry: True, False or the absolute path of
+    a CA bundle (a PEM file, or a folder of them), relative paths being
+    relative to the inventory file's folder. IPMI entries have no TLS and
+    ignore it (it may come from ``defaults``)."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise _refuse(path, f"the verify of '{host}' must be true, false or the path of a CA "
+                      f"bundle (PEM), got {type(value).__name__} {value!r}. Nothing was "
+                      "contacted.", host=host)
+    bundle = os.path.join(os.path.dirname(str(path)), os.path.expanduser(value.strip()))
+    if os.path.isdir(bundle):
+        return bundle
+    try:
+        with open(bundle, "rb") as f:
+            text = f.read(1 << 20)
+    except FileNotFoundError:
+        raise _refuse(path, f"the verify of '{host}' names the CA bundle {bundle}, which does "
+                      "not exist on this executor. Copy the BMCs' CA certificate there (or "
+                      "fix the path); true uses the system's CAs. Nothing was contacted.",
+                      host=host, verify=bundle) from None
+    except OSError as error:
+        raise _refuse(path, f"the verify of '{host}' names the CA bundle {bundle}, which the "
+                      f"executor cannot read ({error.strerror}). Nothing was contacted.",
+                      host=host, verify=bundle) from None
+    if b"-----BEGIN CERTIFICATE-----" not in text:
+        raise _refuse(path, f"the verify of '{host}' names {bundle}, which holds no PEM "
+                      "certificate (-----BEGIN CERTIFICATE-----): give the CA bundle that "
+                      "signed the BMC's certificate. Nothing was contacted.",
+                      host=host, verify=bundle)
+    return bundle
 
 
 def lookup(host):
@@ -202,8 +239,32 @@ def entry_for(host, context=None):
     return resolved
 
 
+def tls_verify(entry):
+    """How the executor checks the certificate of a Redfish BMC over HTTPS:
+    ``system_ca`` (``verify`` true or absent: the default), ``ca_bundle``
+    (``verify`` names one) or ``off`` (``verify: false``); None without TLS
+    (IPMI, or a plain ``http://`` address)."""
+    if entry["driver"] != "redfish" or not entry["address"].startswith("https://"):
+        return None
+    verify = entry.get("verify", True)
+    if verify is False:
+        return "off"
+    return "system_ca" if verify is True else "ca_bundle"
+
+
+def tls_warnings(entry, host):
+    """The warning a result carries when TLS verification is off."""
+    if tls_verify(entry) != "off":
+        return []
+    return [f"TLS verification is off for the Redfish BMC {entry['address']} of '{host}' "
+            "(verify: false in the fencing inventory): anyone on the management network "
+            "could impersonate it and learn its credentials. Give its CA bundle instead "
+            "(verify: /path/ca.pem)."]
+
+
 def public(entry):
-    """What a result may show of an entry: driver, address, system, port."""
+    """What a result may show of an entry: driver, address, system, port,
+    and for HTTPS how the BMC's certificate is checked (``tls_verify``)."""
     if not entry:
         return None
     shown = {"driver": entry["driver"], "address": entry["address"]}
@@ -211,4 +272,6 @@ def public(entry):
         shown["system_id"] = str(entry["system_id"])
     if entry["driver"] == "ipmi":
         shown["port"] = int(entry.get("port") or 623)
+    if tls_verify(entry):
+        shown["tls_verify"] = tls_verify(entry)
     return shown

@@ -8,10 +8,11 @@ The BMC of each host comes from the fencing inventory
 power actions and the host failure flow use: read the state (already there:
 success, no change), send the reset, poll until the BMC reports the target
 state, for at most ``timeout`` seconds per attempt and ``attempts`` attempts.
-A refused login is not retried (a locked-out account helps nobody).
+A refused login is not retried (a locked-out account helps nobody), nor is
+a certificate that cannot be verified (retrying will not change it).
 
-Reasons: ``no_fencing_entry``, ``bmc_unreachable``, ``bmc_auth_failed``,
-``bmc_error``, ``power_off_not_confirmed``, ``power_on_not_confirmed``,
+Reasons: ``no_fencing_entry``, ``bmc_unreachable``, ``bmc_tls_error``,
+``bmc_auth_failed``, ``bmc_error``, ``power_off_not_confirmed``, ``power_on_not_confirmed``,
 ``secret_unavailable``, ``configuration_error``, ``invalid_input``.
 """
 
@@ -33,6 +34,10 @@ SLEEP, CLOCK = time.sleep, time.monotonic
 ADVICE = {
     "bmc_unreachable": "Check the BMC's network and address, then run the workflow again; or "
                        "power the host off by hand and rerun with fencing=nova_only.",
+    "bmc_tls_error": "Give the CA bundle that signed the BMC's certificate in the host's "
+                     "fencing inventory entry (verify: /path/ca.pem, on the Mistral "
+                     "executors), then run again; or power the host off by hand and rerun "
+                     "with fencing=nova_only.",
     "bmc_auth_failed": "Fix the BMC credentials in the fencing inventory (on the Mistral "
                        "executors), then run again; or power the host off by hand and rerun "
                        "with fencing=nova_only.",
@@ -104,8 +109,8 @@ def switch(driver, target, attempts=3, timeout=30.0, poll_interval=1.0, sleep=No
             record.update(outcome=error.reason, error=error.message,
                           seconds=round(clock() - started, 2))
             reason, message = error.reason, error.message
-            if error.reason == "bmc_auth_failed":
-                break
+            if error.reason in ("bmc_auth_failed", "bmc_tls_error"):
+                break  # the same answer again: nothing to gain from retrying
             sleep(min(poll_interval * 2, 5))
     raise _failure(reason, message or reason, attempts=log, power_state_before=before)
 
@@ -116,6 +121,8 @@ def _failure(reason, message, **details):
         return ActionFailure("bmc_unreachable", message, **details)
     if reason == "bmc_auth_failed":
         return ActionFailure("bmc_auth_failed", message, **details)
+    if reason == "bmc_tls_error":
+        return ActionFailure("bmc_tls_error", message, **details)
     if reason == "power_off_not_confirmed":
         return ActionFailure("power_off_not_confirmed", message, **details)
     if reason == "power_on_not_confirmed":
@@ -173,7 +180,8 @@ class _PowerAction(SelfhealAction):
         dry_run = inputs.boolean("dry_run", self.dry_run)
         entry = bmc_entry(host, context)
         shown = inventory.public(entry)
-        result = {"host": host, "bmc": shown}
+        result = {"host": host, "bmc": shown,
+                  "warnings": inventory.tls_warnings(entry, host)}
         resource = f"power of {host}"
         if dry_run:
             result.update(power_state=None, attempts=[], seconds=0.0, changes=[
@@ -206,13 +214,16 @@ class PowerOffAction(_PowerAction):
     :param timeout: seconds per attempt to see Off (1-600, default 30).
     :param poll_interval: seconds between two reads (0.1-30, default 1).
     :param dry_run: name the BMC, change nothing.
-    :returns: ``host``, ``bmc`` (driver, address, system_id or port; never a
+    :returns: ``host``, ``bmc`` (driver, address, system_id or port, and
+        for HTTPS ``tls_verify``: system_ca / ca_bundle / off; never a
         credential), ``power_state_before``, ``power_state``, ``switched``,
         ``attempts`` (per attempt: sent, outcome, seconds, error),
-        ``seconds`` (power-off sent to Off confirmed), ``changes``. Error
-        reasons: ``invalid_input``, ``no_fencing_entry``,
-        ``configuration_error``, ``secret_unavailable``, ``bmc_unreachable``,
-        ``bmc_auth_failed``, ``bmc_error``, ``power_off_not_confirmed``.
+        ``seconds`` (power-off sent to Off confirmed), ``warnings`` (TLS
+        verification off), ``changes``. Error reasons: ``invalid_input``,
+        ``no_fencing_entry``, ``configuration_error`` (also a bad
+        verify option: no BMC contacted), ``secret_unavailable``,
+        ``bmc_unreachable``, ``bmc_tls_error``, ``bmc_auth_failed``,
+        ``bmc_error``, ``power_off_not_confirmed``.
     """
 
     action_name = "selfheal.power_off"
@@ -241,11 +252,12 @@ class PowerStatusAction(SelfhealAction):
     """Read a compute host's power state from its BMC. Changes nothing.
 
     :param host: the compute host (string, required).
-    :returns: ``host``, ``bmc`` (driver, address; never a credential),
-        ``power_state`` (on / off / unknown). Error reasons:
+    :returns: ``host``, ``bmc`` (driver, address, and for HTTPS
+        ``tls_verify``; never a credential), ``power_state`` (on / off /
+        unknown), ``warnings`` (TLS verification off). Error reasons:
         ``invalid_input``, ``no_fencing_entry``, ``configuration_error``,
-        ``secret_unavailable``, ``bmc_unreachable``, ``bmc_auth_failed``,
-        ``bmc_error``.
+        ``secret_unavailable``, ``bmc_unreachable``, ``bmc_tls_error``,
+        ``bmc_auth_failed``, ``bmc_error``.
     """
 
     action_name = "selfheal.power_status"
@@ -262,7 +274,7 @@ class PowerStatusAction(SelfhealAction):
             raise _failure(error.reason, error.message, host=host,
                            bmc=inventory.public(entry)) from None
         return {"host": host, "bmc": inventory.public(entry), "power_state": state,
-                "changes": []}
+                "warnings": inventory.tls_warnings(entry, host), "changes": []}
 
 
 # --- the host failure flow's fence -------------------------------------------------
@@ -300,13 +312,16 @@ def resolve_mode(mode, host, context):
     if mode == "nova_only":
         return mode, None, [NOVA_ONLY_WARNING]
     if mode == "power":
-        return mode, bmc_entry(host, context), []
+        entry = bmc_entry(host, context)
+        return mode, entry, inventory.tls_warnings(entry, host)
     path, raw = inventory.lookup(host)
     if mode == "workflow":
-        return mode, inventory.entry_for(host, context) if raw else None, []
+        entry = inventory.entry_for(host, context) if raw else None
+        return mode, entry, inventory.tls_warnings(entry, host) if entry else []
     if path is None:
         return "nova_only", None, [NO_INVENTORY_WARNING]
-    return "power", bmc_entry(host, context), []
+    entry = bmc_entry(host, context)
+    return "power", entry, inventory.tls_warnings(entry, host)
 
 
 def plan(entry, host):

@@ -52,3 +52,20 @@ def test_the_cloud_config_names_the_private_inventory_the_actions_read(monkeypat
     state.update_endpoints(bmc.KEY, None)
     config = lab.write_cloud_config({"compute_url": "http://nova", "headers": {}})
     assert "fencing_inventory" not in json.loads(config.read_text())
+
+
+def test_with_tls_the_inventory_names_https_and_the_lab_ca_per_host_choice():
+    s = spec()
+    s["tls"] = True
+    s["verify"] = {"c2": "off"}
+    s["ipmi"] = {}
+    s["redfish"] = ["c1", "c2", "c4"]
+    s["verify"]["c4"] = "system"
+    hosts = json.loads(bmc._inventory(s))["hosts"]
+    assert hosts["c1"]["address"] == f"https://127.0.0.1:{s['redfish_port']}"
+    assert hosts["c1"]["verify"] == str(bmc.ca_bundle())
+    assert hosts["c2"]["verify"] is False and "verify" not in hosts["c4"]
+    assert "SUSHY_EMULATOR_SSL_CERT" in bmc._sushy_config(s, "http://nova")
+    assert "SUSHY_EMULATOR_SSL_CERT" not in bmc._sushy_config(spec(), "http://nova")
+    with pytest.raises(ValueError):
+        bmc.set_verify("c1", "maybe")

@@ -48,3 +48,16 @@ def test_an_unknown_service_is_refused_before_anything_starts(monkeypatch):
         lab.up_with(["nova-network"])
     with pytest.raises(SystemExit):
         cli.main(["up", "--with", "nova-network"])
+
+
+def test_up_with_bmc_tls_asks_for_https_and_shows_the_ca(monkeypatch, capsys):
+    seen = {}
+    monkeypatch.setattr(lab, "up", lambda **kw: {
+        "nova": {"compute_url": "n"}, "mistral": {"url": "m"}, "cloud_config": "c"})
+    monkeypatch.setattr(lab, "up_bmc", lambda nova, tls=None: seen.update(tls=tls) or {
+        "redfish_url": "https://127.0.0.1:1", "inventory": "i", "ca_bundle": "/lab/ca.pem"})
+    assert cli.main(["up", "--with", "bmc", "--bmc-tls"]) == 0
+    assert seen == {"tls": True}
+    assert '"redfish_ca_bundle": "/lab/ca.pem"' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="needs --with bmc"):
+        cli.main(["up", "--bmc-tls"])

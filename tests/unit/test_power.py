@@ -211,7 +211,8 @@ def test_power_off_action_and_idempotence(fake_bmc, caplog):
     assert result.error is None, result.error
     data = result.data
     assert data["changed"] is True and data["power_state"] == "off"
-    assert data["bmc"] == {"driver": "redfish", "address": "https://10.0.0.11", "system_id": "1"}
+    assert data["bmc"] == {"driver": "redfish", "address": "https://10.0.0.11", "system_id": "1",
+                           "tls_verify": "system_ca"}
     assert data["changes"][0]["change"] == "powered_off"
     again = power.PowerOffAction("c1").run(None).data
     assert again["changed"] is False and again["changes"] == []

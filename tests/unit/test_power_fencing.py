@@ -83,7 +83,7 @@ def test_power_off_confirmed_before_force_down_and_evacuation(setup, caplog):
     assert data["fencing_mode"] == "power"
     assert data["power"]["power_state"] == "off" and data["power"]["switched"] is True
     assert data["power"]["bmc"] == {"driver": "redfish", "address": "https://bmc-1:8000",
-                                    "system_id": "sys-1"}
+                                    "system_id": "sys-1", "tls_verify": "system_ca"}
     assert data["power"]["fence_seconds"] >= 0 and data["power"]["confirmed_at"]
     order = names(nova)
     assert order.index("bmc_power_off") < order.index("force_down") < order.index("evacuate")
@@ -151,7 +151,7 @@ def test_dry_run_names_driver_and_address_never_the_secret(setup, caplog):
     assert data["power"]["bmc"]["address"] == "https://bmc-1:8000"
     assert data["changes"][0] == {"resource": f"power of {HOST}", "change": "would_power_off",
                                   "driver": "redfish", "address": "https://bmc-1:8000",
-                                  "system_id": "sys-1"}
+                                  "system_id": "sys-1", "tls_verify": "system_ca"}
     assert driver.calls == [] and nova.count("force_down") == 0
     assert SECRET not in json.dumps(data) + caplog.text
 

@@ -19,6 +19,12 @@ names (``fencing_inventory``). ``add_hosts`` gives hosts made later (the
 functional tests make their own) a BMC: the processes restart in under a
 second, power states survive.
 
+HTTPS: ``up(..., tls=True)`` or :func:`set_tls` serves the emulator over
+HTTPS with a certificate for 127.0.0.1 signed by a CA the lab makes
+(``tls/ca.pem`` in the BMC folder; its key is never written); the inventory's
+Redfish entries then name that CA (``verify: .../ca.pem``), or, per host with
+:func:`set_verify`, nothing (the default: the system's CAs) or ``false``.
+
 Fault controls: :func:`set_fault` (``unreachable``: the inventory points at
 a port where nothing answers; ``wrong_password``), :func:`disable_power_off`
 (the emulator refuses ForceOff: ``SUSHY_EMULATOR_DISABLE_POWER_OFF``),
@@ -31,7 +37,10 @@ Stdlib only: this module runs in the operator's or test runner's Python.
 import json
 import pathlib
 import secrets
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
 import uuid
 
 from selfheal_lab import http_json
@@ -71,7 +80,7 @@ def _new_spec():
             "dead_port": processes.free_port(),
             "password": secrets.token_urlsafe(18), "ipmi_password": secrets.token_urlsafe(12),
             "redfish": [], "ipmi": {}, "faults": {}, "disable_power_off": False,
-            "ipmi_faults": {}}
+            "ipmi_faults": {}, "tls": False, "verify": {}}
 
 
 def passwords():
@@ -100,6 +109,9 @@ def _sushy_config(spec, nova_control):
         "SUSHY_EMULATOR_DISABLE_POWER_OFF": bool(spec["disable_power_off"]),
         "EXTERNAL_NOTIFICATION_URL": f"http://127.0.0.1:{spec['box_port']}/notify",
     }
+    if spec.get("tls"):
+        config.update(SUSHY_EMULATOR_SSL_CERT=str(_tls_dir() / "server.pem"),
+                      SUSHY_EMULATOR_SSL_KEY=str(_tls_dir() / "server.key"))
     return "".join(f"{k} = {v!r}\n" for k, v in config.items())
 
 
@@ -112,16 +124,34 @@ def _box_config(spec, nova_control):
     })
 
 
+def _tls_dir():
+    return _dir() / "tls"
+
+
+def ca_bundle():
+    """The CA that signed the emulator's HTTPS certificate (a path)."""
+    return _tls_dir() / "ca.pem"
+
+
+def _scheme(spec):
+    return "https" if spec.get("tls") else "http"
+
+
 def _inventory(spec):
     """The fencing inventory the lab's Mistral reads (JSON is YAML)."""
     hosts = {}
     for h in spec["redfish"]:
         fault = spec["faults"].get(h)
         port = spec["dead_port"] if fault == "unreachable" else spec["redfish_port"]
-        hosts[h] = {"driver": "redfish", "address": f"http://127.0.0.1:{port}",
+        hosts[h] = {"driver": "redfish", "address": f"{_scheme(spec)}://127.0.0.1:{port}",
                     "system_id": system_uuid(h), "username": USERNAME,
                     "password": "not-" + spec["password"] if fault == "wrong_password"
                     else spec["password"]}
+        verify = (spec.get("verify") or {}).get(h, "ca")
+        if spec.get("tls") and verify == "ca":
+            hosts[h]["verify"] = str(ca_bundle())
+        elif spec.get("tls") and verify == "off":
+            hosts[h]["verify"] = False
     for h, p in spec["ipmi"].items():
         fault = spec["faults"].get(h)
         hosts[h] = {"driver": "ipmi", "address": "127.0.0.1",
@@ -140,9 +170,23 @@ def _write_inventory(spec):
     state.write_private(inventory_path(), _inventory(spec))
 
 
+def _redfish_status(info):
+    url = info["redfish_url"] + "/redfish/v1/"
+    if not url.startswith("https://"):
+        return managed.http_status(url)
+    try:  # the lab's CA, verified like the actions do it
+        context = ssl.create_default_context(cafile=info["ca_bundle"])
+        with urllib.request.urlopen(url, timeout=3, context=context) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
 def _probe(info):
     return (managed.http_status(info["box_url"] + "/health") == 200
-            and managed.http_status(info["redfish_url"] + "/redfish/v1/") == 200)
+            and _redfish_status(info) == 200)
 
 
 def _fingerprint(spec, nova_control):
@@ -157,14 +201,19 @@ def _nova_control():
     return info["control_url"]
 
 
-def up(hosts=(), ipmi_hosts=(), timeout=START_TIMEOUT):
+def up(hosts=(), ipmi_hosts=(), timeout=START_TIMEOUT, tls=None):
     """Start (or keep) the BMCs for ``hosts`` (Redfish) and ``ipmi_hosts``.
 
+    :param tls: True: the emulator serves HTTPS (:func:`set_tls`); None:
+        as it is.
     :returns: the endpoints entry: ``redfish_url``, ``box_url``,
-        ``inventory`` (the file's path), ``redfish_hosts``, ``ipmi_hosts``.
+        ``inventory`` (the file's path), ``redfish_hosts``, ``ipmi_hosts``,
+        ``ca_bundle`` (with TLS, else None).
     """
     python = venvs.ensure(SERVICE)
     spec = _read_spec() or _new_spec()
+    if tls is not None:
+        spec["tls"] = bool(tls)
     fresh = not spec["redfish"] and not spec["ipmi"]
     for h in hosts:
         if h not in spec["redfish"] and h not in spec["ipmi"]:
@@ -181,6 +230,8 @@ def _apply(python, spec, timeout=START_TIMEOUT, fresh=False):
     nova_control = _nova_control()
     sdir = _dir()
     state.write_private(_spec_path(), json.dumps(spec))
+    if spec.get("tls") and not ca_bundle().exists():
+        subprocess.run([str(python), str(BOX_SCRIPT), "tls", str(_tls_dir())], check=True)
     _write_inventory(spec)
     wanted = _fingerprint(spec, nova_control)
     running = managed.running(SERVICE, NAMES, wanted, _probe)
@@ -201,7 +252,8 @@ def _apply(python, spec, timeout=START_TIMEOUT, fresh=False):
     config = sdir / "sushy.conf"
     state.write_private(config, _sushy_config(spec, nova_control))
     state.write_private(sdir / "box.json", _box_config(spec, nova_control))
-    info = {"redfish_url": f"http://127.0.0.1:{spec['redfish_port']}",
+    info = {"redfish_url": f"{_scheme(spec)}://127.0.0.1:{spec['redfish_port']}",
+            "ca_bundle": str(ca_bundle()) if spec.get("tls") else None,
             "box_url": f"http://127.0.0.1:{spec['box_port']}",
             "inventory": str(inventory_path()), "redfish_hosts": list(spec["redfish"]),
             "ipmi_hosts": dict(spec["ipmi"])}
@@ -235,6 +287,20 @@ def set_fault(host, fault=None):
         else:
             spec["faults"].pop(host, None)
     return _change(update)
+
+
+def set_tls(enabled=True):
+    """The emulator serves HTTPS with the lab's CA (restarts it), or HTTP."""
+    return _change(lambda spec: spec.update(tls=bool(enabled)))
+
+
+def set_verify(host, verify="ca"):
+    """What the inventory entry of ``host`` says under TLS: ``ca`` (the
+    lab's CA bundle, the default), ``system`` (no ``verify``: the system's
+    CAs, which do not know the lab's) or ``off`` (``verify: false``)."""
+    if verify not in ("ca", "system", "off"):
+        raise ValueError(f"verify must be ca, system or off, not {verify!r}")
+    return _change(lambda spec: spec.setdefault("verify", {}).update({host: verify}))
 
 
 def disable_power_off(disabled=True):
@@ -280,6 +346,8 @@ def down():
     stopped = managed.stop(SERVICE, KEY, NAMES)
     inventory_path().unlink(missing_ok=True)
     _spec_path().unlink(missing_ok=True)
+    for name in ("ca.pem", "server.pem", "server.key"):  # a new CA for the next lab
+        (_tls_dir() / name).unlink(missing_ok=True)
     return stopped
 
 

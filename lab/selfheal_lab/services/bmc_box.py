@@ -5,6 +5,7 @@ Run by :mod:`selfheal_lab.services.bmc` with the bmc venv's interpreter::
 
     bmc_box.py serve --state-dir DIR     # the wiring + the IPMI BMCs
     bmc_box.py htpasswd FILE USER        # bcrypt htpasswd line (password on stdin)
+    bmc_box.py tls DIR                   # a CA and the emulator's certificate
 
 ``serve`` reads ``DIR/box.json`` (written by the lab, 0600)::
 
@@ -231,6 +232,68 @@ def htpasswd(path, user):
         f.write(line)
 
 
+def tls(directory):
+    """A private CA and a server certificate it signs for 127.0.0.1 (and
+    localhost), for the emulator's HTTPS: ``DIR/ca.pem`` (what a client
+    trusts), ``DIR/server.pem`` and ``DIR/server.key`` (0600). The CA's key
+    is never written: nothing else can be signed with it."""
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from cryptography.x509.oid import NameOID
+
+    out = pathlib.Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (x509.CertificateBuilder().subject_name(name("selfheal lab BMC CA"))
+          .issuer_name(name("selfheal lab BMC CA")).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False,
+                                       False), critical=True)
+          .add_extension(ca_ski, critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    server = (x509.CertificateBuilder().subject_name(name("127.0.0.1"))
+              .issuer_name(ca.subject).public_key(key.public_key())
+              .serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(hours=1))
+              .not_valid_after(now + datetime.timedelta(days=30))
+              .add_extension(x509.SubjectAlternativeName([
+                  x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                  x509.DNSName("localhost")]), critical=False)
+              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+              .add_extension(x509.KeyUsage(True, False, True, False, False, False, False,
+                                           False, False), critical=True)
+              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                             critical=False)
+              .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                             critical=False)
+              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                  ca_ski), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    fd = os.open(out / "server.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    (out / "server.pem").write_bytes(server.public_bytes(pem))
+    (out / "ca.pem").write_bytes(ca.public_bytes(pem))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -239,9 +302,13 @@ def main(argv=None):
     h = sub.add_parser("htpasswd")
     h.add_argument("file")
     h.add_argument("user")
+    t = sub.add_parser("tls")
+    t.add_argument("dir")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.state_dir)
+    elif args.command == "tls":
+        tls(args.dir)
     else:
         htpasswd(args.file, args.user)
 
