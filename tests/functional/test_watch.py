@@ -22,6 +22,7 @@ from selfheal_lab import lab
 from selfheal_lab import mistral_client
 from selfheal_lab import state
 from selfheal_lab.services import bmc
+from selfheal_lab.services import nova as nova_box
 from selfheal_tools import install_watch
 
 WATCH = "selfheal.host_failure.watch"
@@ -267,8 +268,14 @@ def test_a_per_aggregate_limit_holds_the_second_failure_in_a_rack(
 
 def test_the_watch_keeps_a_bounded_number_of_its_executions(
         cloud, make_hosts, watched_lab, mistral_url):
-    install_watch.install_watch(mistral_url, pattern="* * * * * */2", watch_input=dict(
-        FAST, period=0, keep_executions=3))
+    given = dict(FAST, period=0, keep_executions=3)
+    first = install_watch.install_watch(mistral_url, pattern="* * * * * */2",
+                                        watch_input=given)
+    again = install_watch.install_watch(mistral_url, pattern="* * * * * */2",
+                                        watch_input=given)
+    assert (first["trigger"], again["trigger"]) == ("created", "unchanged")
+    dry = install_watch.install_watch(mistral_url, dry_run=True, watch_input=given)
+    assert dry["trigger"] == "would be replaced"
     time.sleep(30)  # about 15 watch executions
     mistral_client._request("DELETE", f"{mistral_url}/cron_triggers/{install_watch.TRIGGER}")
     executions = mistral_client.list_executions(mistral_url, WATCH)
