@@ -6,16 +6,17 @@ Each compute host of the lab has a nova-compute in Nova in a box and, when
 the lab runs Prometheus (:mod:`selfheal_lab.services.prometheus`), a node
 exporter of its own. A real failure silences one, the other or both:
 
-==========================  ==============================  ================
-fault                       nova-compute                    exporter (``up``)
-==========================  ==============================  ================
-:func:`kill_host`           crashed (down)                  dark (0)
-BMC power Off / On          crashed / started               dark / lit
-:func:`cut_management_network`  stopped reporting (down)    dark (0)
-:func:`kill_nova_compute`   crashed or stopped (down)       lit (1)
-:func:`switch_blip`         stopped, started N s later      dark, lit N s later
-:func:`restore_host`        started (up)                    lit (1)
-==========================  ==============================  ================
+==================================  ====================  ===================
+fault                               nova-compute          exporter (``up``)
+==================================  ====================  ===================
+:func:`kill_host`                   crashed (down)        dark (0)
+BMC power Off / On                  crashed / started     dark / lit
+:func:`cut_management_network`      stopped (down)        dark (0)
+:func:`kill_nova_compute`           crashed or stopped    lit (1)
+:func:`switch_blip`                 stopped, started      dark, lit N s later
+                                    N s later
+:func:`restore_host`                started (up)          lit (1)
+==================================  ====================  ===================
 
 The BMC's power stays On in every fault here; powering a host Off through
 its BMC (Redfish or IPMI: :mod:`selfheal_lab.services.bmc`) crashes it in

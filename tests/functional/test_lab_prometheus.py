@@ -6,15 +6,15 @@ For each fault, what Prometheus's ``up`` of the host's exporter
 (``/api/v1/query``) and Nova's nova-compute service state become, then the
 restore:
 
-=========================  =====  ===========  ============
-fault                      ``up``  nova-compute  BMC power
-=========================  =====  ===========  ============
-host dies                  0      down         On
-BMC power Off / On         0 / 1  down / up    Off / On
-management network cut     0      down         On
-nova-compute dies          1      down         On
-switch blip (N s)          0 -> 1  down -> up   On
-=========================  =====  ===========  ============
+=======================  ==========  ============  ==========
+fault                    ``up``      nova-compute  BMC power
+=======================  ==========  ============  ==========
+host dies                0           down          On
+BMC power Off / On       0 / 1       down / up     Off / On
+management network cut   0           down          On
+nova-compute dies        1           down          On
+switch blip (N s)        0, then 1   down, up      On
+=======================  ==========  ============  ==========
 """
 
 import json
@@ -35,7 +35,9 @@ DOWN_TIMEOUT = 30
 
 @pytest.fixture(scope="module")
 def prom(lab_info):
-    info = lab.up_with(["prometheus"])["prometheus"]
+    # lab.up_with(["prometheus"]) does the same after lab.up(), which the
+    # session fixture has just done
+    info = lab.up_prometheus(lab_info["nova"])
     yield info
     # later modules see a lab without Prometheus, as before this one
     lab.down_prometheus(state.read_endpoints()["nova"])

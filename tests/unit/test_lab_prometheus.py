@@ -75,6 +75,17 @@ def test_write_cloud_config_writes_the_distributed_file_only_when_that_mistral_i
     assert set(lab.cloud_configs()) == {"embedded", "distributed"}
 
 
+def test_up_with_prometheus_starts_it_for_the_running_hosts_then_names_it(monkeypatch):
+    calls = []
+    monkeypatch.setattr(lab, "up", lambda **kw: {"nova": dict(NOVA, hosts=["c1", "c2"])})
+    monkeypatch.setattr(lab.nova, "hosts", lambda: [{"host": "c1", "running": True},
+                                                    {"host": "c2", "running": False}])
+    monkeypatch.setattr(lab.prometheus, "up", lambda hosts: calls.append(hosts) or {"url": "p"})
+    monkeypatch.setattr(lab, "write_cloud_config", lambda nova: calls.append("config"))
+    assert lab.up_with(["prometheus"])["prometheus"] == {"url": "p"}
+    assert calls == [["c1"], "config"]
+
+
 def test_the_command_offers_every_optional_service_of_the_lab():
     assert cli.OPTIONAL_SERVICES == lab.OPTIONAL_SERVICES
     assert "prometheus" in lab.OPTIONAL_SERVICES
