@@ -191,11 +191,6 @@ def _record_hosts(spec):
     if info:
         info["hosts"] = dict(spec["hosts"])
         state.update_endpoints(KEY, info)
-        running = managed._running_file(SERVICE)
-        if running.exists():
-            current = json.loads(running.read_text())
-            current["info"]["hosts"] = dict(spec["hosts"])
-            running.write_text(json.dumps(current))
 
 
 def add_hosts(hosts, wait=True):
@@ -228,7 +223,7 @@ def remove_hosts(hosts):
         del spec["hosts"][host]
         try:
             _box(info, "DELETE", f"/exporters/{host}")
-        except RuntimeError:  # the box forgot it already
+        except (RuntimeError, OSError):  # the box forgot it, or is gone
             pass
     if removed:
         _record_hosts(spec)
