@@ -313,6 +313,8 @@ def down():
     for mode in ("authenticated", "distributed", "embedded"):
         mistral.down(mode=mode)
     nova.down()
+    for mode in CLOUD_CONFIGS:  # they would name stopped services; up writes them anew
+        cloud_config_path(mode).unlink(missing_ok=True)
     stopped = backends.down()
     if stopped:
         progress.step(f"private backends stopped: {', '.join(stopped)}")
