@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The ``selfheal-lab`` command: the local lab of real OpenStack services.
 
-    selfheal-lab up [--with heat vitrage bmc] [--auth]   start (or keep) the lab
+    selfheal-lab up [--with heat vitrage prometheus bmc] [--auth]
+                                                     start (or keep) the lab
                     [--bmc-tls]                      (with bmc: Redfish over HTTPS)
     selfheal-lab status                              every lab service and its endpoints
     selfheal-lab down                                stop everything the lab started
@@ -17,7 +18,7 @@ import json
 import sys
 
 #: optional services ``up --with`` starts beside Nova and Mistral
-OPTIONAL_SERVICES = ("heat", "vitrage", "bmc")
+OPTIONAL_SERVICES = ("heat", "vitrage", "prometheus", "bmc")
 
 
 def _up(args):
@@ -35,6 +36,8 @@ def _up(args):
                      zaqar=info["zaqar"]["messaging_url"])
     if "vitrage" in info:
         shown.update(vitrage=info["vitrage"]["url"])
+    if "prometheus" in info:
+        shown.update(prometheus=info["prometheus"]["url"])
     if "bmc" in info:  # the passwords stay in the 0600 inventory named here
         shown.update(redfish=info["bmc"]["redfish_url"],
                      fencing_inventory=info["bmc"]["inventory"])
@@ -103,7 +106,8 @@ def parser():
                          "fake.SmallFakeDriver")
     up.add_argument("--with", dest="with_services", choices=OPTIONAL_SERVICES, nargs="*",
                     default=[], help="also heat (Heat and Zaqar: the autohealing flow), "
-                    "vitrage (the Vitrage evaluator, loaded with the shipped templates) and/or "
+                    "vitrage (the Vitrage evaluator, loaded with the shipped templates), "
+                    "prometheus (Prometheus scraping a node exporter per compute host) and/or "
                     "bmc (a Redfish emulator and an IPMI BMC wired to the compute hosts, and "
                     "the fencing inventory)")
     up.add_argument("--bmc-tls", action="store_true",

@@ -10,6 +10,10 @@ up and then Vitrage's evaluator on it, ``up_autoheal`` adds Heat and Zaqar
 (``lab.up`` alone starts neither); ``down`` stops everything, and the
 private backends the lab started.
 
+Prometheus (``up_prometheus``) scrapes one node exporter per compute host;
+:mod:`selfheal_lab.faults` silences Nova and the exporters together like
+real failures do.
+
 ``up_authenticated`` is the lab with Keystone: Nova in a box with its
 Keystone door, and the ``authenticated`` Mistral, which passes the caller's
 token to the actions; they find Nova in the token's catalog.
@@ -27,42 +31,102 @@ from selfheal_lab.services import heat
 from selfheal_lab.services import keystone
 from selfheal_lab.services import mistral
 from selfheal_lab.services import nova
+from selfheal_lab.services import prometheus
 from selfheal_lab.services import vitrage
 from selfheal_lab.services import zaqar
 
-CLOUD_CONFIG = "cloud.yaml"
+#: optional services ``up_with`` (and ``selfheal-lab up --with``) starts
+OPTIONAL_SERVICES = ("heat", "vitrage", "prometheus", "bmc")
+
+#: the explicit endpoint file of each Mistral mode that reads one (the
+#: authenticated Mistral reads none: its actions use the Keystone catalog,
+#: where the lab registers it as ``workflowv2``)
+CLOUD_CONFIGS = {"embedded": "cloud.yaml", "distributed": "cloud-distributed.yaml"}
+CLOUD_CONFIG = CLOUD_CONFIGS["embedded"]
 
 
 #: seconds of "changes-since" margin the lab's Mistral uses (production: 120)
 LAB_CLOCK_MARGIN = 5
 
 
-def write_cloud_config(nova_info):
-    """The explicit endpoint file the actions read in a Mistral without Keystone.
+def cloud_config_path(mode="embedded"):
+    """The cloud config file of the Mistral in ``mode``."""
+    return state.service_dir("selfheal") / CLOUD_CONFIGS[mode]
 
-    It names Nova, and Heat and Vitrage (``rca``, its event API) when the lab
-    runs them, and the fencing inventory when it runs BMCs. The actions
-    read it on every call, so adding them later needs no Mistral restart.
-    JSON is valid YAML, so the stdlib writes what the actions parse.
+
+def render_cloud_config(nova_info, endpoints, mode="embedded"):
+    """The cloud config (a dict) for the Mistral in ``mode``, from Nova's
+    endpoints entry and the lab's ``endpoints.json`` (``endpoints``).
+
+    ``endpoints``: ``compute``, and ``orchestration`` (Heat), ``rca``
+    (Vitrage's event API) and ``workflowv2`` (that Mistral's own v2 URL, where
+    the actions start executions) when the lab runs them. Top-level
+    ``prometheus: {"url"}`` when the lab runs Prometheus, and
+    ``fencing_inventory`` when it runs BMCs.
     """
-    path = state.service_dir("selfheal") / CLOUD_CONFIG
-    endpoints = {"compute": nova_info["compute_url"]}
+    urls = {"compute": nova_info["compute_url"]}
     headers = dict(nova_info["headers"])
-    heat_info = state.read_endpoints().get(heat.KEY)
+    heat_info = endpoints.get(heat.KEY)
     if heat_info:
-        endpoints["orchestration"] = heat_info["orchestration_url"]
+        urls["orchestration"] = heat_info["orchestration_url"]
         headers.update(heat_info["headers"])
-    vitrage_info = state.read_endpoints().get(vitrage.SERVICE)
+    vitrage_info = endpoints.get(vitrage.SERVICE)
     if vitrage_info:
-        endpoints["rca"] = vitrage_info["url"]
-    config = {"endpoints": endpoints, "headers": headers, "verify": False}
-    bmc_info = state.read_endpoints().get(bmc.KEY)
+        urls["rca"] = vitrage_info["url"]
+    mistral_info = endpoints.get(mistral.MODES[mode]["key"])
+    if mistral_info:
+        urls["workflowv2"] = mistral_info["url"]
+    config = {"endpoints": urls, "headers": headers, "verify": False}
+    prometheus_info = endpoints.get(prometheus.KEY)
+    if prometheus_info:
+        config["prometheus"] = {"url": prometheus_info["url"],
+                                "query": f'up{{job="{prometheus.JOB}"}}'}
+    bmc_info = endpoints.get(bmc.KEY)
     if bmc_info:  # the BMC passwords stay in that 0600 file, never here
         config["fencing_inventory"] = bmc_info["inventory"]
-    text = json.dumps(config, indent=2, sort_keys=True)
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    return config
+
+
+def write_cloud_config(nova_info, mode=None):
+    """The explicit endpoint file the actions read in a Mistral without Keystone
+    (:func:`render_cloud_config`), one per Mistral mode.
+
+    The actions read it on every call, so adding services later needs no
+    Mistral restart. JSON is valid YAML, so the stdlib writes what the
+    actions parse.
+
+    :param mode: the Mistral mode whose file to write; None: the embedded
+        one's, and the distributed one's when that Mistral runs or ran.
+    :returns: the path of ``mode``'s file (the embedded one's for None).
+    """
+    endpoints = state.read_endpoints()
+    modes = [mode] if mode else [
+        m for m in CLOUD_CONFIGS
+        if m == "embedded" or mistral.MODES[m]["key"] in endpoints
+        or cloud_config_path(m).exists()]
+    for m in modes:
+        path = cloud_config_path(m)
+        text = json.dumps(render_cloud_config(nova_info, endpoints, m), indent=2,
+                          sort_keys=True)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+    return cloud_config_path(mode or "embedded")
+
+
+def cloud_configs():
+    """What the cloud config files name now, for ``selfheal-lab status``:
+    ``{mode: {"path", "workflowv2", "prometheus"}}`` for each file written."""
+    shown = {}
+    for mode in CLOUD_CONFIGS:
+        path = cloud_config_path(mode)
+        try:
+            config = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        shown[mode] = {"path": str(path),
+                       "workflowv2": config.get("endpoints", {}).get("workflowv2"),
+                       "prometheus": config.get("prometheus")}
+    return shown
 
 
 def load_workbooks(url, token=None):
@@ -90,11 +154,12 @@ def up(hosts=nova.DEFAULT_HOSTS, mode="embedded", driver=nova.DEFAULT_DRIVER):
         (mistral-server api/engine/executor over RabbitMQ and PostgreSQL).
     """
     nova_info = nova.up(hosts=hosts, driver=driver)
-    config = write_cloud_config(nova_info)
+    config = write_cloud_config(nova_info, mode)
     # the lab's clocks are one: a short margin lets the tests reach the cases
     # that happen after it in seconds instead of minutes
     mistral_info = mistral.up(mode=mode, env={"SELFHEAL_CLOUD_CONFIG": str(config),
                                               "SELFHEAL_CLOCK_MARGIN": str(LAB_CLOCK_MARGIN)})
+    write_cloud_config(nova_info, mode)  # now with Mistral's own URL (workflowv2)
     loaded = load_workbooks(mistral_info["url"])
     progress.step(f"workbooks loaded into Mistral ({mode}): {', '.join(loaded)}")
     return {"nova": nova_info, "mistral": mistral_info, "cloud_config": str(config)}
@@ -130,22 +195,51 @@ def up_autoheal(**up_kwargs):
 
 def up_with(services=(), bmc_tls=None, **up_kwargs):
     """Start (or keep) the lab as :func:`up` does, plus the optional services
-    named: ``heat`` (Heat and Zaqar, :func:`up_autoheal`), ``vitrage`` and
-    ``bmc`` (:func:`up_bmc`; ``bmc_tls``: its Redfish emulator over HTTPS).
+    named: ``heat`` (Heat and Zaqar, :func:`up_autoheal`), ``vitrage``,
+    ``prometheus`` (:func:`up_prometheus`) and ``bmc`` (:func:`up_bmc`;
+    ``bmc_tls``: its Redfish emulator over HTTPS).
 
     :raises ValueError: for a service name the lab does not know.
     :returns: :func:`up`'s result plus an entry per service started.
     """
-    unknown = sorted(set(services) - {"heat", "vitrage", "bmc"})
+    unknown = sorted(set(services) - set(OPTIONAL_SERVICES))
     if unknown:
-        raise ValueError(f"unknown lab service(s) {unknown}: use heat, vitrage and/or bmc")
+        raise ValueError(f"unknown lab service(s) {unknown}: use "
+                         f"{', '.join(OPTIONAL_SERVICES)}")
     result = up_autoheal(**up_kwargs) if "heat" in services else up(**up_kwargs)
     if "vitrage" in services:
         result["vitrage"] = vitrage.up()
         write_cloud_config(result["nova"])  # now with Vitrage's endpoint (rca)
+    if "prometheus" in services:
+        result["prometheus"] = up_prometheus(result["nova"])
     if "bmc" in services:
         result["bmc"] = up_bmc(result["nova"], tls=bmc_tls)
     return result
+
+
+def _running_hosts(nova_info):
+    """The lab's compute hosts running now (a kept box also remembers hosts
+    tests removed)."""
+    running = {h["host"] for h in nova.hosts() if h["running"]}
+    return [h for h in nova_info["hosts"] if h in running]
+
+
+def up_prometheus(nova_info):
+    """Prometheus and a node exporter for every running compute host of the
+    lab (:mod:`selfheal_lab.services.prometheus`); the cloud config names it
+    (``prometheus: {url}``). Returns once every host was scraped.
+
+    :returns: the prometheus endpoints entry.
+    """
+    info = prometheus.up(_running_hosts(nova_info))
+    write_cloud_config(nova_info)
+    return info
+
+
+def down_prometheus(nova_info):
+    """Stop Prometheus and the exporters; the cloud config no longer names it."""
+    prometheus.down()
+    write_cloud_config(nova_info)
 
 
 def up_bmc(nova_info, ipmi_hosts=None, tls=None):
@@ -157,9 +251,7 @@ def up_bmc(nova_info, ipmi_hosts=None, tls=None):
         lab's, which the inventory names; None: as it is.
     :returns: the bmc endpoints entry.
     """
-    # the hosts running now (a kept box also remembers hosts tests removed)
-    running = {h["host"] for h in nova.hosts() if h["running"]}
-    hosts = [h for h in nova_info["hosts"] if h in running]
+    hosts = _running_hosts(nova_info)
     ipmi = list(hosts[-1:] if ipmi_hosts is None else ipmi_hosts)
     info = bmc.up([h for h in hosts if h not in ipmi], ipmi, tls=tls)
     write_cloud_config(nova_info)
@@ -217,6 +309,7 @@ def down():
 
     vitrage.down()
     bmc.down()
+    prometheus.down()
     aodh.down()
     zaqar.down()
     heat.down()
@@ -224,6 +317,8 @@ def down():
     for mode in ("authenticated", "distributed", "embedded"):
         mistral.down(mode=mode)
     nova.down()
+    for mode in CLOUD_CONFIGS:  # they would name stopped services; up writes them anew
+        cloud_config_path(mode).unlink(missing_ok=True)
     stopped = backends.down()
     if stopped:
         progress.step(f"private backends stopped: {', '.join(stopped)}")
@@ -238,6 +333,7 @@ def status():
     return {"nova": nova.status(), "mistral": mistral.status(),
             "vitrage": vitrage.status(), "heat": heat.status(), "zaqar": zaqar.status(),
             "keystone": keystone.status(), "aodh": aodh.status(), "bmc": bmc.status(),
+            "prometheus": prometheus.status(), "cloud_config": cloud_configs(),
             "heat_authenticated": heat.status(authenticated=True),
             "private_backends": backends.running_private(),
             "endpoints": state.read_endpoints()}

@@ -201,3 +201,47 @@ def action_executions(url, execution_id, _path=None, token=None):
 def get_workflow(url, name, token=None):
     """The workflow definition ``name`` (its ``id`` is what Zaqar triggers use)."""
     return _request("GET", _url(url, f"/workflows/{urllib.parse.quote(name)}"), token=token)
+
+
+def create_workflows(url, yaml_text, token=None):
+    """Create the workflows a ``version: '2.0'`` YAML text defines."""
+    return _request("POST", _url(url, "/workflows"), yaml_text, "text/plain",
+                    accept="text/plain", token=token)
+
+
+def delete_workflow(url, name, token=None):
+    """Delete a workflow definition; True when it existed."""
+    try:
+        _request("DELETE", _url(url, f"/workflows/{urllib.parse.quote(name)}"), token=token)
+    except MistralAPIError as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
+
+
+def create_cron_trigger(url, name, workflow_name, pattern, workflow_input=None,
+                        remaining_executions=None, first_execution_time=None, token=None):
+    """Create a cron trigger. Mistral 23 takes 6-field patterns with the
+    seconds **last** (``* * * * * */5``: every 5 s).
+
+    :param first_execution_time: ``'%Y-%m-%d %H:%M'`` UTC, at least 60 s ahead.
+    """
+    body = {"name": name, "workflow_name": workflow_name, "pattern": pattern,
+            "workflow_input": json.dumps(workflow_input or {})}
+    if remaining_executions is not None:
+        body["remaining_executions"] = remaining_executions
+    if first_execution_time is not None:
+        body["first_execution_time"] = first_execution_time
+    return _request("POST", _url(url, "/cron_triggers"), body, token=token)
+
+
+def delete_cron_trigger(url, name, token=None):
+    """Delete a cron trigger; True when it existed."""
+    try:
+        _request("DELETE", _url(url, f"/cron_triggers/{urllib.parse.quote(name)}"), token=token)
+    except MistralAPIError as e:
+        if e.status == 404:
+            return False
+        raise
+    return True

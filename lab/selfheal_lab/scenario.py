@@ -10,6 +10,7 @@ import time
 from selfheal_lab import mistral_client
 from selfheal_lab import state
 from selfheal_lab.services import nova as nova_box
+from selfheal_lab.services import prometheus
 
 FLAVOR = "m1.tiny"
 
@@ -49,9 +50,13 @@ class LabCloud:
 
     # hosts
     def add_hosts(self, *names):
+        """Start compute hosts and wait until Nova sees them up; when the lab
+        runs Prometheus, each gets a node exporter, scraped before this returns."""
         for name in names:
             nova_box.add_host(name)
         self.wait_services(names, "up")
+        if prometheus.running():
+            prometheus.add_hosts(names)
         return list(names)
 
     def service(self, host):
@@ -190,6 +195,7 @@ class LabCloud:
             time.sleep(0.3)
         for host in hosts:
             nova_box.stop_host(host)
+        prometheus.remove_hosts(hosts)
         for svc in nova.services.list(binary="nova-compute"):
             if svc.host in hosts:
                 nova.services.delete(svc.id)

@@ -7,11 +7,14 @@ remote executor. This is how users scale beyond one machine.
 """
 
 import configparser
+import json
 
 import pytest
 
 from selfheal_lab import lab
 from selfheal_lab import scenario
+from selfheal_lab import state
+from tests.functional import test_mistral_cron
 
 WF = "selfheal.host_failure.evacuate_host"
 
@@ -46,3 +49,17 @@ def test_host_failure_flow_in_distributed_mode(distributed, make_hosts):
     # the actions ran in Mistral's executor process, which logged them
     with open(distributed["log"]) as log:
         assert f"{failed} running: evacuation 1 requested" in log.read()
+
+
+def test_a_six_field_cron_trigger_fires_in_the_distributed_mistral(distributed):
+    # the periodic component runs in its own process here
+    executions = test_mistral_cron.cron_fires(distributed["url"])
+    test_mistral_cron.check(executions)
+
+
+def test_the_distributed_mistral_has_its_own_cloud_config_naming_it(distributed):
+    config = json.loads(lab.cloud_config_path("distributed").read_text())
+    assert config["endpoints"]["workflowv2"] == distributed["url"]
+    embedded = json.loads(lab.cloud_config_path("embedded").read_text())
+    assert embedded["endpoints"]["workflowv2"] == state.read_endpoints()["mistral"]["url"]
+    assert embedded["endpoints"]["workflowv2"] != distributed["url"]

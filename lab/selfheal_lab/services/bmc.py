@@ -9,8 +9,9 @@ recorded and stopped like the other lab services (:mod:`managed`):
   libvirt), one system per compute host (named after it), HTTP basic auth
   from an htpasswd file of bcrypt hashes, a fresh state folder per lab;
 * ``box`` (:mod:`selfheal_lab.services.bmc_box`): the wiring (a system going
-  Off crashes its host in Nova in a box, On starts it), the IPMI BMCs, and a
-  journal of every power request and change with timestamps.
+  Off crashes its host in Nova in a box and darkens its exporter when the lab
+  runs Prometheus, On starts both), the IPMI BMCs, and a journal of every
+  power request and change with timestamps.
 
 ``up(hosts, ipmi_hosts)`` records in ``endpoints.json`` (key ``bmc``) the
 Redfish URL, the box's URL and the inventory file, and writes the fencing
@@ -118,6 +119,8 @@ def _sushy_config(spec, nova_control):
 def _box_config(spec, nova_control):
     return json.dumps({
         "control_port": spec["box_port"], "nova_control": nova_control,
+        # read at each power change: the exporters of a Prometheus started later
+        "endpoints_file": str(state.endpoints_path()),
         "redfish": {h: {"uuid": system_uuid(h), "power_state": "On"} for h in spec["redfish"]},
         "ipmi": {h: {"port": p, "username": USERNAME, "password": spec["ipmi_password"],
                      "fault": spec["ipmi_faults"].get(h)} for h, p in spec["ipmi"].items()},
@@ -324,10 +327,15 @@ def set_ipmi_fault(host, fault=None):
 
 def cut_management_network(host):
     """A management-network failure: the host's nova-compute stops reporting
-    (its service goes down in Nova), while its power stays On."""
-    from selfheal_lab.services import nova
+    (its service goes down in Nova) and its exporter cannot be scraped when
+    the lab runs Prometheus, while its power stays On
+    (:func:`selfheal_lab.faults.cut_management_network`).
 
-    return nova.stop_host(host)
+    :returns: the Nova box's answer.
+    """
+    from selfheal_lab import faults
+
+    return faults.cut_management_network(host)["nova"]
 
 
 def journal(host=None):

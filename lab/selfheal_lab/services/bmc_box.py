@@ -10,6 +10,7 @@ Run by :mod:`selfheal_lab.services.bmc` with the bmc venv's interpreter::
 ``serve`` reads ``DIR/box.json`` (written by the lab, 0600)::
 
     {"control_port": N, "nova_control": "http://127.0.0.1:C",
+     "endpoints_file": "<lab>/endpoints.json",
      "redfish": {"compute-1": {"uuid": ..., "power_state": "On"}, ...},
      "ipmi": {"compute-3": {"port": P, "username": ..., "password": ...,
                             "fault": null | "never_off"}}}
@@ -21,8 +22,10 @@ and runs:
   ``external_notifier``: on the reset request and when the change is
   applied). A system that goes Off crashes its host in Nova in a box
   (``POST /hosts/<h>/crash``: nothing in flight finishes); one that goes On
-  starts it. The reply waits for Nova in a box, so by the time a Redfish
-  client reads Off, the host is dead.
+  starts it. When the lab runs Prometheus (``prometheus`` in the endpoints
+  file, read at each change), the host's exporter goes dark on Off and is lit
+  on On, as a node exporter dies and boots with its machine. The reply waits
+  for both, so by the time a Redfish client reads Off, the host is dead.
 * **IPMI BMCs** on pyghmi's ``Bmc`` class, one UDP port per host on
   127.0.0.1, wired the same way (the crash runs before the BMC reports off).
   pyghmi's server accepts any cipher suite but only speaks suite 3 (SHA-1):
@@ -83,9 +86,34 @@ class Box:
             LOG.error("Nova in a box: %s %s failed: %s", what, host, error)
             return None
 
+    def exporter(self, host, lit):
+        """The host's node exporter, when the lab runs Prometheus."""
+        try:
+            endpoints = json.loads(pathlib.Path(self.config["endpoints_file"]).read_text())
+        except (KeyError, OSError, ValueError):
+            return None
+        info = endpoints.get("prometheus") or {}
+        if host not in (info.get("hosts") or {}):
+            return None
+        url = f"{info['exporters_url']}/exporters/{host}/{'light' if lit else 'dark'}"
+        request = urllib.request.Request(url, data=b"{}", method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"{}")
+        except Exception as error:  # noqa: BLE001 - the wiring must not die
+            LOG.error("exporter of %s: %s failed: %s", host, "light" if lit else "dark", error)
+            return None
+
     def wire(self, host, power):
-        """Hardware: the host dies when its power goes off, boots when on."""
-        self.nova(host, "crash" if power == "off" else "start")
+        """Hardware: the host (and its exporter) dies when its power goes off,
+        boots when on."""
+        if power == "off":
+            self.exporter(host, lit=False)
+            self.nova(host, "crash")
+        else:
+            self.nova(host, "start")
+            self.exporter(host, lit=True)
 
     def redfish_notification(self, system):
         host = system.get("name")
