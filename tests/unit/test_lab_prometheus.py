@@ -48,7 +48,8 @@ def test_the_cloud_config_names_each_mistral_its_own_url_and_prometheus_top_leve
     embedded = lab.render_cloud_config(NOVA, endpoints)
     assert embedded["endpoints"] == {"compute": "http://nova/v2.1",
                                      "workflowv2": "http://127.0.0.1:8989/v2"}
-    assert embedded["prometheus"] == {"url": "http://127.0.0.1:9090"}
+    assert embedded["prometheus"] == {"url": "http://127.0.0.1:9090",
+                                      "query": 'up{job="selfheal-node"}'}
     distributed = lab.render_cloud_config(NOVA, endpoints, "distributed")
     assert distributed["endpoints"]["workflowv2"] == "http://127.0.0.1:8990/v2"
     bare = lab.render_cloud_config(NOVA, {})
@@ -64,7 +65,7 @@ def test_write_cloud_config_writes_the_distributed_file_only_when_that_mistral_i
     assert not lab.cloud_config_path("distributed").exists()
     assert lab.cloud_configs() == {"embedded": {
         "path": str(path), "workflowv2": "http://127.0.0.1:8989/v2",
-        "prometheus": {"url": "http://127.0.0.1:9090"}}}
+        "prometheus": {"url": "http://127.0.0.1:9090", "query": 'up{job="selfheal-node"}'}}}
     state.update_endpoints("mistral_distributed", {"url": "http://127.0.0.1:8990/v2"})
     lab.write_cloud_config(NOVA)
     config = json.loads(lab.cloud_config_path("distributed").read_text())
