@@ -153,6 +153,7 @@ RULES = {
     "heal_workflow": lambda name, value: _workflow_name(name, inputs.text(name, value)),
     "heal_input": _mapping,
     "retry_after": _number(0, 86400),
+    "settle_after": _number(0, 3600),
     "kill_switch": _text,
     "keep_executions": _integer(1, 1000),
 }

@@ -28,6 +28,11 @@ holds every candidate of the cycle:
     the hosts failing now plus those selfheal fenced earlier reach
     ``max_failed_ratio`` of the compute hosts: a partition or a power
     event, for a person to look at.
+``settling``
+    the global limit held less than ``settle_after`` seconds ago: as the
+    hosts of a switch blip come back one by one, the share of failing hosts
+    falls under the limit while the last ones are still silent; they are
+    not fenced for being late (the watch keeps the time, ``world["settling"]``).
 
 then, per host: ``recent_failure`` (its last heal failed lately: it is
 not started again every cycle; see the watch's ``retry_after``),
@@ -203,6 +208,9 @@ def _global_gate(enabled, failing, fenced, compute_hosts, settings, world):
             f"{down} of {compute_hosts} compute hosts are failing or fenced "
             f"(>= {settings.max_failed_ratio:.0%}): a partition or a power event; a person "
             "must look")
+    if world.get("settling"):
+        return "settling", (f"the global limit held {world['settling']}: hosts still "
+                            "coming back are not fenced for being late")
     return None
 
 

@@ -89,6 +89,9 @@ class WatchHostsAction(SelfhealAction):
     :param retry_after: seconds after a heal of a host ended in error before
         the watch starts another for it (0-86400, default 600): a BMC that
         refuses is not asked again every cycle.
+    :param settle_after: seconds after the global limit last held before
+        any host is healed again (0-3600, default 120): the hosts of a switch
+        blip come back one by one, and the last ones are not fenced for it.
     :param kill_switch: the Mistral environment whose variable ``paused``
         (true) stops all healing (default ``selfheal-watch``).
     :param keep_executions: finished executions of the watch kept; older
@@ -106,7 +109,8 @@ class WatchHostsAction(SelfhealAction):
     def __init__(self, interval=10, period=50, samples=3, stale_after=30, prometheus_url=None,
                  prometheus_query=None, host_label=None, max_failed_ratio=0.5, max_starts=2,
                  budget=20, per_host_concurrency=10, heal_workflow=DEFAULT_HEAL_WORKFLOW,
-                 heal_input=None, retry_after=600, kill_switch=DEFAULT_KILL_SWITCH,
+                 heal_input=None, retry_after=600, settle_after=120,
+                 kill_switch=DEFAULT_KILL_SWITCH,
                  keep_executions=20, dry_run=False):
         self.interval = interval
         self.period = period
@@ -122,6 +126,7 @@ class WatchHostsAction(SelfhealAction):
         self.heal_workflow = heal_workflow
         self.heal_input = heal_input
         self.retry_after = retry_after
+        self.settle_after = settle_after
         self.kill_switch = kill_switch
         self.keep_executions = keep_executions
         self.dry_run = dry_run
@@ -164,6 +169,7 @@ class WatchHostsAction(SelfhealAction):
             "heal_workflow": inputs.text("heal_workflow", self.heal_workflow),
             "heal_input": heal_input,
             "retry_after": inputs.number("retry_after", self.retry_after, 0, 86400),
+            "settle_after": inputs.number("settle_after", self.settle_after, 0, 3600),
             "kill_switch": inputs.text("kill_switch", self.kill_switch),
             "keep_executions": inputs.number("keep_executions", self.keep_executions, 1, 1000,
                                              integer=True),
@@ -190,7 +196,7 @@ class WatchHostsAction(SelfhealAction):
                     "deleted_executions": [], "changes": []}
         deleted = [] if checked["dry_run"] else self._clean_up(
             mistral, own_workflow, me, checked["keep_executions"])
-        streaks = self._carried_streaks(mistral, own_workflow, checked["interval"])
+        streaks, self.limit_held_at = self._carried(mistral, own_workflow, checked["interval"])
 
         start = time.monotonic()
         cycle, seen, last_at = 0, 0, None
@@ -209,6 +215,8 @@ class WatchHostsAction(SelfhealAction):
                 seen += 1
                 streaks = decision["streaks"]
                 last_at = timeutil.iso(timeutil.utcnow())
+                if decision["gate"] == "global_limit":
+                    self.limit_held_at = timeutil.utcnow()
                 for entry in decision["start"]:
                     started.append(self._start(mistral, checked, entry, me, changes))
                 line = deciding.decision_line(cycle, decision)
@@ -225,13 +233,20 @@ class WatchHostsAction(SelfhealAction):
                 cycles=cycles)
         return {"cycles": cycles, "started": started, "streaks": streaks,
                 "last_cycle_at": last_at, "deleted_executions": deleted,
+                "global_limit_held_at": self.limit_held_at and timeutil.iso(
+                    self.limit_held_at),
                 "changes": changes}
 
     def _cycle(self, nova, mistral, checked, streaks):
         observations, scheduler_up = signals.nova_observations(
             nova.all_services(), checked["stale_after"])
         world = {"scheduler_up": scheduler_up, "paused": self._paused(mistral, checked),
-                 "prometheus_error": None}
+                 "prometheus_error": None, "settling": None}
+        if self.limit_held_at is not None:
+            ago = (timeutil.utcnow() - self.limit_held_at).total_seconds()
+            if ago < checked["settle_after"]:
+                world["settling"] = (f"{ago:.0f} s ago (settle_after "
+                                     f"{checked['settle_after']:.0f} s)")
         if checked["prometheus_url"]:
             try:
                 signals.add_exporters(observations, signals.exporter_states(
@@ -356,24 +371,27 @@ class WatchHostsAction(SelfhealAction):
         return deleted
 
     @staticmethod
-    def _carried_streaks(mistral, workflow, interval):
-        """The previous watch's counts, when it observed recently enough."""
+    def _carried(mistral, workflow, interval):
+        """``(streaks, global limit held at)`` of the previous watch: its
+        counts when it observed recently enough, and when its global limit
+        last held (whatever its age: ``settle_after`` judges it)."""
         try:
             previous = mistral.executions(workflow, state="SUCCESS", limit=1,
                                           newest_first=True, include_output=True)
         except Exception as error:
             LOG.warning("cannot read the previous watch execution: %s", error)
-            return {}
+            return {}, None
         if not previous:
-            return {}
+            return {}, None
         output = previous[0].get("output") or {}
+        held_at = timeutil.parse_time(output.get("global_limit_held_at"))
         last = timeutil.parse_time(output.get("last_cycle_at"))
         streaks = output.get("streaks")
         if not last or not isinstance(streaks, dict):
-            return {}
+            return {}, held_at
         if (timeutil.utcnow() - last).total_seconds() > 3 * interval + 5:
-            return {}
-        return {h: int(n) for h, n in streaks.items() if isinstance(n, int)}
+            return {}, held_at
+        return {h: int(n) for h, n in streaks.items() if isinstance(n, int)}, held_at
 
 
 def _limited_aggregates(aggregates):

@@ -354,3 +354,34 @@ def test_without_keystone_and_without_a_mistral_endpoint_the_error_says_what_to_
         mistral_api.mistral(Context())
     assert failure.value.reason == "configuration_error"
     assert "endpoints.workflowv2" in failure.value.message
+
+
+def test_the_last_hosts_back_from_a_switch_blip_are_not_fenced(lab):
+    # seen on the lab: as the hosts of a blip came back one by one, the share
+    # of failing hosts fell under the limit and the last two were healed
+    cloud, mistral = lab
+    cloud.hosts = [f"c{i}" for i in range(8)]
+    for name in cloud.hosts[:4]:
+        cloud.dead[name] = 1
+    real = cloud.all_services
+
+    def blip_ends_at_cycle_4():
+        if cloud.cycle == 3:
+            for name in ("c0", "c1"):
+                cloud.dead.pop(name)
+        return real()
+
+    cloud.all_services = blip_ends_at_cycle_4
+    result = run(period=8)
+    assert mistral.heals() == [], result.data["cycles"]
+    assert any("held: global_limit" in line for line in result.data["cycles"])
+    assert "held: settling" in result.data["cycles"][-1]
+    # the next watch knows the limit held a moment ago
+    mistral.add(WATCH, "SUCCESS", output=result.data)
+    again = run(period=0)
+    assert mistral.heals() == [] and "held: settling" in again.data["cycles"][-1]
+    # and heals what is still dead once settle_after has passed
+    mistral.add(WATCH, "SUCCESS", output=again.data)
+    later = run(period=0, settle_after=0)
+    assert sorted(h["input"]["host"] for h in mistral.heals()) == ["c2", "c3"], \
+        later.data["cycles"]

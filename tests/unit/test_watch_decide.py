@@ -180,3 +180,10 @@ def test_an_aggregate_limit_holds_its_hosts_and_not_the_others():
     assert [s["host"] for s in decision["start"]] == ["c6"]
     assert verdict(decision, "c1")["reason"] == (
         "aggregate_limit: 2 hosts of aggregate 'rack-a' failed, its selfheal:max_failures is 1")
+
+
+def test_hosts_still_silent_after_a_mass_event_are_held_while_it_settles():
+    late = cloud(c1=host("c1", nova="down", exporter=False))
+    decision = deciding.decide(late, {"c1": 5}, BOTH, world(settling="3 s ago"))
+    assert decision["start"] == [] and decision["gate"] == "settling"
+    assert "not fenced for being late" in deciding.decision_line(1, decision)
