@@ -28,7 +28,7 @@ from selfheal_tools import install_watch
 WATCH = "selfheal.host_failure.watch"
 HEAL = "selfheal.host_failure.evacuate_host"
 #: the watch's timings, scaled to the lab's Nova
-FAST = {"interval": 1, "samples": 2, "stale_after": 3}
+FAST = {"interval": 1, "samples": 2, "stale_after": 3, "settle_after": 5}
 
 
 @pytest.fixture(scope="module")
