@@ -261,19 +261,32 @@ class WatchHostsAction(SelfhealAction):
         return deciding.decide(observations, streaks, checked["settings"], world)
 
     def _paused(self, mistral, checked):
-        """The kill switch's reason when it is on, else None. An unreadable
-        switch counts as on: the operator may have flipped it."""
+        """The kill switch's reason when it is on, else None.
+
+        Off only when the environment does not exist or says ``paused:
+        false``: a switch that cannot be read, lacks ``paused`` (``pause:
+        true`` is a typo, not a wish to heal) or holds anything but true or
+        false counts as on, and the decision line says why.
+        """
+        name = checked["kill_switch"]
         try:
-            variables = mistral.environment(checked["kill_switch"])
+            variables = mistral.environment(name)
         except Exception as error:
-            return (f"the kill switch (Mistral environment '{checked['kill_switch']}') "
-                    f"cannot be read: {type(error).__name__}: {str(error)[:100]}")
-        if not variables:
+            return (f"the kill switch (Mistral environment '{name}') cannot be read: "
+                    f"{type(error).__name__}: {str(error)[:100]}")
+        if variables is None:
             return None
-        paused = variables.get("paused")
-        if paused is True or str(paused).strip().lower() == "true":
+        if "paused" not in variables:
+            return (f"the kill switch (Mistral environment '{name}') has no 'paused' "
+                    f"variable (it has {sorted(variables)[:5]}): set paused: false to heal")
+        paused = variables["paused"]
+        text = str(paused).strip().lower()
+        if paused is False or text == "false":
+            return None
+        if paused is True or text == "true":
             return str(variables.get("reason") or "paused by an operator")[:200]
-        return None
+        return (f"the kill switch (Mistral environment '{name}') says paused: "
+                f"{shown(paused, 40)}, which is neither true nor false")
 
     def _healing(self, mistral, checked, aggregates):
         """``{host: evacuations in flight it may hold}`` for every running

@@ -385,3 +385,26 @@ def test_the_last_hosts_back_from_a_switch_blip_are_not_fenced(lab):
     later = run(period=0, settle_after=0)
     assert sorted(h["input"]["host"] for h in mistral.heals()) == ["c2", "c3"], \
         later.data["cycles"]
+
+
+@pytest.mark.parametrize("variables, words", [
+    ({"pause": True}, "has no 'paused' variable"),
+    ({"paused": "yes"}, "neither true nor false"),
+    ({"paused": 1}, "neither true nor false"),
+    ({}, "has no 'paused' variable"),
+])
+def test_a_mistyped_kill_switch_counts_as_on(lab, variables, words):
+    cloud, mistral = lab
+    cloud.dead["c1"] = 1
+    mistral.env["selfheal-watch"] = variables
+    result = run()
+    assert mistral.heals() == [] and words in result.data["cycles"][-1]
+
+
+@pytest.mark.parametrize("variables", [None, {"paused": False}, {"paused": "false"}])
+def test_the_kill_switch_is_off_only_when_absent_or_false(lab, variables):
+    cloud, mistral = lab
+    cloud.dead["c1"] = 1
+    mistral.env["selfheal-watch"] = variables
+    run()
+    assert [h["input"]["host"] for h in mistral.heals()] == ["c1"]
