@@ -144,3 +144,30 @@ def test_validate_checks_action_names_against_a_mistral(no_platform_parsers, mon
     out = capsys.readouterr().out
     assert asked and asked[0][1] == "http://m:8989/v2" and "selfheal.drain_host" in asked[0][0]
     assert f"{copy}: action 'std.http' is not registered in that Mistral" in out
+
+
+@pytest.mark.parametrize("given, words", [
+    ("{budget: 3}", "--watch-input is not JSON"),
+    ("[1, 2]", "--watch-input must be a JSON object"),
+])
+def test_install_with_a_bad_watch_input_changes_nothing(monkeypatch, capsys, given, words):
+    from selfheal_tools import install
+
+    called = []
+    monkeypatch.setattr(install, "install", lambda *a, **kw: called.append(a))
+    assert cli.main(["install", "--with-watch", "--watch-input", given,
+                     "--mistral-url", "http://m/v2"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "nothing was changed" in err
+    assert called == []
+
+
+def test_watch_pause_says_what_it_did(monkeypatch, capsys):
+    from selfheal_tools import install_watch
+
+    seen = []
+    monkeypatch.setattr(install_watch, "set_paused",
+                        lambda paused, reason="", mistral_url=None: seen.append((paused, reason)))
+    assert cli.main(["watch", "pause", "--reason", "core switch upgrade"]) == 0
+    assert seen == [(True, "core switch upgrade")]
+    assert "kill switch ON" in capsys.readouterr().out
