@@ -281,7 +281,7 @@ def test_the_watch_keeps_a_bounded_number_of_its_executions(
     assert (first["trigger"], again["trigger"]) == ("created", "unchanged")
     dry = install_watch.install_watch(mistral_url, dry_run=True, watch_input=given)
     assert dry["trigger"] == "would be replaced"
-    time.sleep(30)  # about 15 watch executions
+    time.sleep(16)  # about 8 watch executions
     mistral_client._request("DELETE", f"{mistral_url}/cron_triggers/{install_watch.TRIGGER}")
     executions = mistral_client.list_executions(mistral_url, WATCH)
     assert 3 <= len(executions) <= 3 + 2, [e["state"] for e in executions]
