@@ -209,15 +209,20 @@ def create_workflows(url, yaml_text, token=None):
                     accept="text/plain", token=token)
 
 
-def delete_workflow(url, name, token=None):
-    """Delete a workflow definition; True when it existed."""
+def _delete(url, path, token=None):
+    """DELETE ``path``; True when it existed (False on 404)."""
     try:
-        _request("DELETE", _url(url, f"/workflows/{urllib.parse.quote(name)}"), token=token)
+        _request("DELETE", _url(url, path), token=token)
     except MistralAPIError as e:
         if e.status == 404:
             return False
         raise
     return True
+
+
+def delete_workflow(url, name, token=None):
+    """Delete a workflow definition; True when it existed."""
+    return _delete(url, f"/workflows/{urllib.parse.quote(name)}", token=token)
 
 
 def create_cron_trigger(url, name, workflow_name, pattern, workflow_input=None,
@@ -238,10 +243,4 @@ def create_cron_trigger(url, name, workflow_name, pattern, workflow_input=None,
 
 def delete_cron_trigger(url, name, token=None):
     """Delete a cron trigger; True when it existed."""
-    try:
-        _request("DELETE", _url(url, f"/cron_triggers/{urllib.parse.quote(name)}"), token=token)
-    except MistralAPIError as e:
-        if e.status == 404:
-            return False
-        raise
-    return True
+    return _delete(url, f"/cron_triggers/{urllib.parse.quote(name)}", token=token)

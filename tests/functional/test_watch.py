@@ -49,10 +49,7 @@ def no_trigger_left(cloud):
     """No test leaves the cron trigger or the kill switch on behind it."""
     yield
     url = cloud.mistral_url
-    try:
-        mistral_client._request("DELETE", f"{url}/cron_triggers/{install_watch.TRIGGER}")
-    except mistral_client.MistralAPIError:
-        pass
+    mistral_client.delete_cron_trigger(url, install_watch.TRIGGER)
     install_watch.set_paused(False, mistral_url=url)
 
 
@@ -282,6 +279,6 @@ def test_the_watch_keeps_a_bounded_number_of_its_executions(
     dry = install_watch.install_watch(mistral_url, dry_run=True, watch_input=given)
     assert dry["trigger"] == "would be replaced"
     time.sleep(16)  # about 8 watch executions
-    mistral_client._request("DELETE", f"{mistral_url}/cron_triggers/{install_watch.TRIGGER}")
+    mistral_client.delete_cron_trigger(mistral_url, install_watch.TRIGGER)
     executions = mistral_client.list_executions(mistral_url, WATCH)
     assert 3 <= len(executions) <= 3 + 2, [e["state"] for e in executions]
