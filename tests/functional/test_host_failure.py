@@ -132,7 +132,8 @@ def test_host_still_up_is_refused_and_nothing_changes(cloud, make_hosts):
     alive, _, _ = make_hosts(3)
     server = cloud.boot("vm", alive)
 
-    execution = cloud.run_workflow(WF, {"host": alive})
+    # the wait itself (120 s by default) is test_chaos.py's; 5 s here
+    execution = cloud.run_workflow(WF, {"host": alive, "wait_for_down": 5})
 
     assert execution["state"] == "ERROR"
     assert execution["output"]["error"]["reason"] == "host_still_up"

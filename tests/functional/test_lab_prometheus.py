@@ -66,7 +66,8 @@ def test_up_waits_for_the_first_scrape_of_every_host_and_the_cloud_config_names_
     result = prometheus.query('up{job="selfheal-node"}')
     assert {r["metric"]["instance"] for r in result} >= running  # relabelled to the host
     config = json.loads(pathlib.Path(lab_info["cloud_config"]).read_text())
-    assert config["prometheus"] == {"url": prom["url"]}
+    # the query names the lab's job: the watch reads it from here
+    assert config["prometheus"] == {"url": prom["url"], "query": 'up{job="selfheal-node"}'}
     assert "prometheus" not in config["endpoints"]
     assert config["endpoints"]["workflowv2"] == lab_info["mistral"]["url"]
     shown = lab.status()
