@@ -104,6 +104,30 @@ def test_admin_run_heals_with_the_callers_own_token(auth_lab, cloud, make_hosts,
     assert all("admin" in r["roles"] for r in seen)
 
 
+def test_the_watch_starts_the_heal_as_its_caller_through_the_catalogs_mistral(
+        auth_lab, cloud, make_hosts, token_of):
+    failed, spare, _ = make_hosts(3)
+    server = cloud.boot("vm", failed)
+    cloud.fail_host(failed)
+    token = token_of("admin", "admin")
+    url = auth_lab["mistral"]["url"]
+    watch = mistral_client.create_execution(url, "selfheal.host_failure.watch", {
+        "interval": 1, "period": 3, "samples": 2, "stale_after": 3,
+        "max_failed_ratio": 0.9, "heal_input": {"target_hosts": [spare]}}, token=token)
+    watch = mistral_client.wait_execution(url, watch["id"], timeout=120, token=token)
+    assert watch["state"] == "SUCCESS", watch.get("output") or watch["state_info"]
+    (started,) = watch["output"]["started"]
+    assert started["host"] == failed
+    heal = mistral_client.wait_execution(url, started["execution_id"], timeout=240,
+                                         token=token)
+    assert heal["state"] == "SUCCESS", heal.get("output") or heal["state_info"]
+    assert host_of(cloud.server(server)) == spare
+    # the heal the watch started acted with the watch's caller's token
+    evacuations = [r for r in door_requests(token)
+                   if r["route"] == "POST /servers/{id}/action"]
+    assert len(evacuations) == 1 and evacuations[0]["user_name"] == "admin"
+
+
 def test_member_run_is_forbidden_and_changes_nothing(auth_lab, cloud, make_hosts, token_of):
     failed, _, _ = make_hosts(3)
     server = cloud.boot("vm", failed)
