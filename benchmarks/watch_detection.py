@@ -197,6 +197,20 @@ def pick_phase(now, phases, not_before=None, margin=MARGIN):
                key=lambda pair: (pair[1], pair[0]))
 
 
+def cycle_wait(decision_s, last_report_s, settings):
+    """Seconds the decision came after the earliest the watch could make it:
+    Nova calls the host stale ``stale_after`` after its last report, and
+    ``samples - 1`` more observations ``interval`` apart confirm it. What is
+    left is the wait for a cycle (the cron phase, the blind gap between two
+    executions, the trigger's latency) and starting the heal; None when a
+    figure is missing."""
+    if decision_s is None or last_report_s is None:
+        return None
+    earliest = last_report_s + settings["stale_after"] + (
+        settings["samples"] - 1) * settings["interval"]
+    return round(decision_s - earliest, 2)
+
+
 def summarize(case, setting, runs):
     """One table row (dict) from the runs of one case and setting."""
     ok = [r for r in runs if not r.get("error")]
@@ -208,6 +222,7 @@ def summarize(case, setting, runs):
         "instances": runs[0]["instances"] if runs else None,
         "hosts": runs[0]["hosts"] if runs else None,
         "phase_s": spread(r["phase_s"] for r in runs),
+        "cycle_wait_s": spread(r.get("cycle_wait_s") for r in ok),
         "decision_s": spread(r["timeline"]["decision_s"] for r in ok),
         "last_decision_s": spread(r["timeline"]["last_decision_s"] for r in ok),
         "power_off_s": spread(r["timeline"]["power_off_s"] for r in ok),
@@ -254,8 +269,8 @@ def table(rows):
 def runs_table(runs):
     """Every run, Markdown: its phase and milestones."""
     head = ("case", "watch", "run", "phase s", "watch started s", "last report s",
-            "decision s", "power off s", "first evacuation s", "all verified s",
-            "signals at the decision")
+            "decision s", "waited for a cycle s", "power off s", "first evacuation s",
+            "all verified s", "signals at the decision")
 
     def fmt(value):
         return "-" if value is None else f"{value:.1f}"
@@ -265,7 +280,7 @@ def runs_table(runs):
         t = r.get("timeline") or {}
         lines.append((r["case"], r["setting"], str(r["run"]), fmt(r["phase_s"]),
                       fmt(r.get("watch_started_s")), fmt(r.get("last_report_s")),
-                      fmt(t.get("decision_s")),
+                      fmt(t.get("decision_s")), fmt(r.get("cycle_wait_s")),
                       fmt(t.get("power_off_s")), fmt(t.get("first_evacuation_s")),
                       fmt(t.get("all_verified_s")),
                       r.get("error") or "; ".join(r.get("signals") or []) or "-"))
@@ -296,12 +311,15 @@ class Bench:
         return [e for e in mistral_client.list_executions(self.url, HEAL)
                 if (e.get("input") or {}).get("host") in hosts]
 
-    def watch_started_before(self, moment_):
-        """The newest watch execution created at or before ``moment_``."""
-        started = [moment(e["created_at"]) for e in mistral_client.list_executions(
-            self.url, WATCH)]
-        started = [s for s in started if s <= moment_ + datetime.timedelta(seconds=1)]
-        return max(started) if started else None
+    def watch_at(self, moment_):
+        """The newest watch execution created at or before ``moment_`` (with
+        its output when it ended), or None."""
+        before = [e for e in mistral_client.list_executions(self.url, WATCH)
+                  if moment(e["created_at"]) <= moment_ + datetime.timedelta(seconds=1)]
+        if not before:
+            return None
+        newest = max(before, key=lambda e: moment(e["created_at"]))
+        return mistral_client.get_execution(self.url, newest["id"])
 
     def prepare(self, dead, count):
         self.cloud.add_hosts(*dead)
@@ -343,13 +361,21 @@ class Bench:
                                    f"{[(h['input']['host'], h['state']) for h in heals]}")
                 break
             time.sleep(0.5)
-        watch_start = self.watch_started_before(died)
-        record["watch_started_s"] = seconds_after(died, watch_start)
+        watch = self.watch_at(died)
+        record["watch_started_s"] = watch and seconds_after(died, moment(watch["created_at"]))
+        if watch and watch.get("state") != "RUNNING":
+            cycles = (watch.get("output") or {}).get("cycles") or []
+            record["watch_execution"] = {
+                "id": watch["id"], "state": watch["state"], "cycles": len(cycles),
+                "created_at": watch["created_at"], "updated_at": watch["updated_at"],
+                "last_cycle_at": (watch.get("output") or {}).get("last_cycle_at")}
         record["seen_s"], record["ended_seen_s"] = seen, ended
         journals = {h: bmc.journal(h) for h in dead}
         migrations = {h: [m.created_at for m in nova.migrations.list(
             source_compute=h, migration_type="evacuation")] for h in dead}
         record["timeline"] = timeline(died, heals, journals, migrations, dead)
+        record["cycle_wait_s"] = cycle_wait(record["timeline"]["decision_s"],
+                                            record["last_report_s"], SETTINGS[setting])
         record["signals"] = [f"{(h.get('input') or {}).get('host')}: "
                              f"{(h.get('input') or {}).get('reason')}" for h in heals]
         record["heals"] = [{"id": h["id"], "host": h["input"]["host"], "state": h["state"],
@@ -434,7 +460,7 @@ def main(argv=None):
                 tag = f"wb{run_id}{setting[0]}{case[0]}{index}"
                 plan.append((setting, case, index,
                              [f"{tag}-{chr(ord('a') + i)}" for i in range(CASES[case])], count))
-    bmc.add_hosts([h for *_, dead, _ in plan for h in dead])  # one restart of the BMCs
+    bmc.add_hosts([h for step in plan for h in step[3]])  # one restart of the BMCs
     bench = Bench(cloud, spares, cloud.mistral_url)
     runs = []
     try:
@@ -503,7 +529,13 @@ def legend(args):
                      "target_hosts: 3 spare hosts")
     lines.append("Times in seconds after the death (Mistral and Nova keep whole seconds: "
                  "decision, first evacuation and all verified are up to 1 s early); "
-                 "median (min-max). Phase: seconds after the cron minute at the death.")
+                 "median (min-max). Phase: seconds after the cron minute at the death. "
+                 "Watch started: the watch execution running at the death (or the last "
+                 "before it), created that long before. Last report: the dead host's last "
+                 "heartbeat in Nova. Waited for a cycle: the decision minus the earliest "
+                 "possible one (last report + stale_after + (samples - 1) x interval): "
+                 "what the cron phase, the gap between executions and starting the heal "
+                 "cost.")
     return "\n\n".join(lines)
 
 

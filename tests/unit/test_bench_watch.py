@@ -178,13 +178,13 @@ def test_failed_runs_are_counted_and_left_out_of_the_medians(bench):
 
 def test_every_run_is_listed_with_its_phase_and_signals(bench):
     record = run(bench, 40, 3.2)
-    record.update(watch_started_s=-2.1, last_report_s=-4.0,
+    record.update(watch_started_s=-2.1, last_report_s=-4.0, cycle_wait_s=7.5,
                   signals=["h1: selfheal watch: nova stale 31s, exporter down"])
     failed = {"case": "rack", "setting": "tuned", "run": 2, "phase_s": None,
               "error": "RuntimeError: boom"}
     text = bench.runs_table([record, failed])
     assert "nova stale 31s, exporter down" in text and "RuntimeError: boom" in text
-    assert "| 3.2 " in text and "| -2.1 " in text
+    assert "| 3.2 " in text and "| -2.1 " in text and "| 7.5 " in text
 
 
 def test_the_files_hold_the_settings_and_every_interval(bench, tmp_path, monkeypatch):
@@ -203,3 +203,61 @@ def test_the_files_hold_the_settings_and_every_interval(bench, tmp_path, monkeyp
     assert "interval 5 s, period 55 s, samples 2, stale_after 25 s" in text
     assert "blind 20 s per minute" in text and "blind 10 s per minute" in text
     assert "report_interval 10 s, service_down_time 60 s" in text
+
+
+def test_the_wait_for_a_cycle_is_what_is_left_after_the_signals(bench):
+    production = bench.SETTINGS["production"]
+    # last report 4 s before the death: stale at 26 s, confirmed at 46 s at best
+    assert bench.cycle_wait(58.0, -4.0, production) == 12.0
+    assert bench.cycle_wait(31.0, -9.0, bench.SETTINGS["tuned"]) == 10.0
+    assert bench.cycle_wait(None, -4.0, production) is None
+    assert bench.cycle_wait(58.0, None, production) is None
+
+
+def test_main_runs_every_case_and_setting_with_each_phase_once(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    calls = {"bmc": [], "runs": [], "down": 0}
+
+    class Cloud:
+        mistral_url = "http://mistral"
+
+        def add_hosts(self, *names):
+            return list(names)
+
+    monkeypatch.setattr(bench.lab, "up_with", lambda services, **kw: {
+        "nova": dict(kw, compute_url="x")})
+    monkeypatch.setattr(bench.lab, "down", lambda: calls.__setitem__("down", calls["down"] + 1))
+    monkeypatch.setattr(bench.scenario, "LabCloud", Cloud)
+    monkeypatch.setattr(bench.bmc, "add_hosts", lambda hosts: calls["bmc"].append(hosts))
+    monkeypatch.setattr(bench.mistral_client, "_request", lambda *a, **kw: None)
+    monkeypatch.setattr(bench.Bench, "install", lambda self, name: DIED)
+
+    def fake_run(self, case, setting, index, dead, count, phases, not_before):
+        phase = phases[0]
+        calls["runs"].append((setting, case, index, tuple(dead), count, phase))
+        if (setting, case, index) == ("tuned", "rack", 2):
+            raise RuntimeError("boom")
+        record = run(bench, 40, phase, case=case)
+        record.update(setting=setting, run=index, hosts=len(dead), instances=count,
+                      phase_target_s=phase)
+        return record
+
+    monkeypatch.setattr(bench.Bench, "run", fake_run)
+    monkeypatch.setattr(bench.Bench, "clean", lambda self, dead: None)
+    code = bench.main(["--repeat", "2", "--instances", "4", "--rack-instances", "2",
+                       "--phases", "3", "45"])
+    assert code == 1  # a run failed
+    assert calls["down"] == 1
+    assert [(s, c, i, len(d), n) for s, c, i, d, n, _ in calls["runs"]] == [
+        ("production", "host", 1, 1, 4), ("production", "host", 2, 1, 4),
+        ("production", "rack", 1, 3, 2), ("production", "rack", 2, 3, 2),
+        ("tuned", "host", 1, 1, 4), ("tuned", "host", 2, 1, 4),
+        ("tuned", "rack", 1, 3, 2), ("tuned", "rack", 2, 3, 2)]
+    for first, second in zip(calls["runs"][::2], calls["runs"][1::2], strict=True):
+        assert {first[5], second[5]} == {3, 45}
+    every_dead = [h for r in calls["runs"] for h in r[3]]
+    assert len(set(every_dead)) == 16 and calls["bmc"] == [every_dead]
+    meta = json.loads((tmp_path / "watch-latest.json").read_text())
+    assert meta["command"].endswith("--phases 3 45")
+    assert [r["failed_runs"] for r in meta["results"]] == [0, 0, 0, 1]
+    assert "boom" in (tmp_path / "watch-latest.md").read_text()
