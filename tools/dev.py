@@ -6,7 +6,7 @@
     python3 tools/dev.py test     # the whole test suite (unit + functional)
     python3 tools/dev.py bench    # selfheal vs Nova's floor (benchmarks/evacuation.py)
     python3 tools/dev.py bench NAME [ARGS]   # another benchmark: autoheal, alarm,
-                                             # drain, peers (benchmarks/<NAME>*.py)
+                                             # drain, peers, watch (benchmarks/<NAME>*.py)
 
 It makes ``.venv`` with the product (``selfheal``, with its test extras) and
 the lab (``lab/``, the ``selfheal-lab`` distribution), both editable, and
@@ -43,7 +43,8 @@ def ensure_venv():
     stamp.write_text(wanted)
 
 BENCHMARKS = {"evacuation": "evacuation.py", "autoheal": "autoheal_latency.py",
-              "alarm": "alarm_latency.py", "drain": "drain.py", "peers": "peers.py"}
+              "alarm": "alarm_latency.py", "drain": "drain.py", "peers": "peers.py",
+              "watch": "watch_detection.py"}
 
 
 def main(argv):

@@ -145,15 +145,22 @@ def load_workbooks(url, token=None):
     return names
 
 
-def up(hosts=nova.DEFAULT_HOSTS, mode="embedded", driver=nova.DEFAULT_DRIVER):
+def up(hosts=nova.DEFAULT_HOSTS, mode="embedded", driver=nova.DEFAULT_DRIVER,
+       report_interval=None, service_down_time=None):
     """Start (or keep) Nova and Mistral; return the endpoints of both.
 
     :param hosts: compute host names for a fresh Nova (a running one keeps
         its hosts).
     :param mode: ``embedded`` (one process, sqlite) or ``distributed``
         (mistral-server api/engine/executor over RabbitMQ and PostgreSQL).
+    :param report_interval: Nova's heartbeat interval, seconds (None: the
+        lab's 1 s, or ``SELFHEAL_LAB_REPORT_INTERVAL``).
+    :param service_down_time: Nova's down time, seconds (None: the lab's
+        6 s, or ``SELFHEAL_LAB_SERVICE_DOWN_TIME``). A running Nova with other
+        timings is replaced.
     """
-    nova_info = nova.up(hosts=hosts, driver=driver)
+    nova_info = nova.up(hosts=hosts, driver=driver, report_interval=report_interval,
+                        service_down_time=service_down_time)
     config = write_cloud_config(nova_info, mode)
     # the lab's clocks are one: a short margin lets the tests reach the cases
     # that happen after it in seconds instead of minutes

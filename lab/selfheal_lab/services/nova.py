@@ -11,6 +11,13 @@ in ``endpoints.json`` (key ``nova``)::
      "hosts": ["compute-1", ...], "driver": "fake.FakeLiveMigrateDriver", "pid": ...,
      "report_interval": 1, "service_down_time": 6}
 
+Nova's heartbeat timings are the lab's (``report_interval`` 1 s,
+``service_down_time`` 6 s: a dead host is seen in seconds) unless ``up()``
+is given others, or the environment sets ``SELFHEAL_LAB_REPORT_INTERVAL``
+and ``SELFHEAL_LAB_SERVICE_DOWN_TIME`` (Nova's production defaults are 10
+and 60; the watch benchmark runs them). They are part of what the box was
+started with: a running box with other timings is replaced.
+
 The Nova API needs no token: send ``headers`` with every request (a
 keystoneauth ``Token`` plugin's ``X-Auth-Token`` is accepted and ignored).
 :func:`open_keystone_door` adds a second port, the same Nova behind real
@@ -26,6 +33,7 @@ Stdlib only: this module runs in the operator's or test runner's Python.
 """
 
 import json
+import os
 import pathlib
 
 from selfheal_lab import http_json
@@ -50,6 +58,34 @@ HEADERS = {
     "X-Roles": "reader,member,admin",
 }
 START_TIMEOUT = 120.0
+#: the lab's heartbeat timings (nova_box.py's defaults): seconds
+LAB_REPORT_INTERVAL = 1
+LAB_SERVICE_DOWN_TIME = 6
+TIMING_ENV = {"report_interval": "SELFHEAL_LAB_REPORT_INTERVAL",
+              "service_down_time": "SELFHEAL_LAB_SERVICE_DOWN_TIME"}
+
+
+def wanted_timings(report_interval=None, service_down_time=None, environ=None):
+    """``{"report_interval", "service_down_time"}`` for a box: the values
+    given, else the environment's (:data:`TIMING_ENV`), else the lab's.
+
+    :raises ValueError: for a value that is not a whole number of seconds,
+        or a report interval not below the down time.
+    """
+    environ = os.environ if environ is None else environ
+    given = {"report_interval": report_interval, "service_down_time": service_down_time}
+    lab = {"report_interval": LAB_REPORT_INTERVAL, "service_down_time": LAB_SERVICE_DOWN_TIME}
+    timings = {}
+    for key, value in given.items():
+        if value is None:
+            value = environ.get(TIMING_ENV[key]) or lab[key]
+        try:
+            timings[key] = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"Nova's {key} must be whole seconds, got {value!r}") from None
+    if not 1 <= timings["report_interval"] < timings["service_down_time"]:
+        raise ValueError(f"need 1 <= report_interval < service_down_time, got {timings}")
+    return timings
 
 
 def _log_tail(lines=40):
@@ -74,20 +110,27 @@ def _healthy(info):
 
 
 def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
-       timeout=START_TIMEOUT):
+       timeout=START_TIMEOUT, report_interval=None, service_down_time=None):
     """Start Nova in a box unless it already runs; return its endpoints.
 
     When a healthy box is running its info is returned as is (its hosts and
     driver are kept; add hosts with :func:`add_host`), unless it was started
-    from another version of ``nova_box.py``: that box is replaced (its
-    servers are lost), so a change to the box takes effect.
+    from another version of ``nova_box.py`` or with other heartbeat timings:
+    that box is replaced (its servers are lost), so a change takes effect.
+
+    :param report_interval: Nova's ``report_interval`` (seconds); None:
+        ``SELFHEAL_LAB_REPORT_INTERVAL``, else the lab's 1 s.
+    :param service_down_time: Nova's ``service_down_time`` (seconds); None:
+        ``SELFHEAL_LAB_SERVICE_DOWN_TIME``, else the lab's 6 s.
 
     :raises RuntimeError: when the box does not become ready in ``timeout``
         seconds (the message holds the end of its log).
     """
+    timings = wanted_timings(report_interval, service_down_time)
     info = _endpoint()
     source = managed.source_of(BOX_SCRIPT)
-    if _healthy(info) and info.get("source") == source:
+    if (_healthy(info) and info.get("source") == source
+            and all(info.get(k) == v for k, v in timings.items())):
         return info
     processes.stop(SERVICE, PROCESS)
     python = venvs.ensure("nova")
@@ -99,8 +142,12 @@ def up(hosts=DEFAULT_HOSTS, driver=DEFAULT_DRIVER, port=None, control_port=None,
     log.write_text("")
     argv = [str(python), str(BOX_SCRIPT), "--port", str(port),
             "--control-port", str(control_port), "--hosts", ",".join(hosts),
-            "--driver", driver, "--state-dir", str(state.service_dir(SERVICE))]
-    progress.step(f"starting Nova in a box ({len(hosts)} compute hosts, {driver})")
+            "--driver", driver, "--state-dir", str(state.service_dir(SERVICE)),
+            "--report-interval", str(timings["report_interval"]),
+            "--service-down-time", str(timings["service_down_time"])]
+    progress.step(f"starting Nova in a box ({len(hosts)} compute hosts, {driver}, "
+                  f"report_interval {timings['report_interval']} s, service_down_time "
+                  f"{timings['service_down_time']} s)")
     pid = processes.start(SERVICE, PROCESS, argv)
     control_url = f"http://127.0.0.1:{control_port}"
     try:
