@@ -20,7 +20,8 @@ from the death:
 
 Two cases: **host** (one host with N instances) and **rack** (3 hosts
 with N instances each, killed together), each for two watch settings:
-**production** (the watch's defaults) and **tuned**; every interval is in the
+**production** (the watch's defaults when first measured) and **tuned**
+(its defaults since); every interval is in the
 output. Heals go to three spare hosts (``target_hosts``) that the whole run
 keeps. The death is placed at a fixed **phase** of the cron minute (seconds
 after the trigger fires; default 3, 25 and 45 s, one per repetition, taken in
@@ -61,7 +62,8 @@ PATTERN = "* * * * *"
 TRIGGER_PERIOD = 60
 #: Nova's production defaults (nova.conf [DEFAULT])
 NOVA_TIMINGS = {"report_interval": 10, "service_down_time": 60}
-#: the watch settings compared: the workflow's defaults, and a tuned set
+#: the watch settings compared: "production" were the workflow's defaults
+#: when first measured (2026-12-01); "tuned" has been the defaults since
 SETTINGS = {
     "production": {"interval": 10, "period": 50, "samples": 3, "stale_after": 30},
     "tuned": {"interval": 5, "period": 55, "samples": 2, "stale_after": 25},

@@ -60,14 +60,14 @@ class WatchHostsAction(SelfhealAction):
     the cloud-wide evacuation budget. Disabled hosts (planned maintenance,
     fenced, or disabled by an operator) are never healed.
 
-    :param interval: seconds between two observations (1-300, default 10).
-    :param period: seconds this execution observes (0-3600, default 50; 0
+    :param interval: seconds between two observations (1-300, default 5).
+    :param period: seconds this execution observes (0-3600, default 55; 0
         observes once). With a cron trigger every minute, a little less than 60.
     :param samples: consecutive failed observations before a host is
-        failed (1-20, default 3).
+        failed (1-20, default 2).
     :param stale_after: seconds without a report from nova-compute after
         which it counts as failed while Nova still says up (1-3600, default
-        30; keep it below Nova's service_down_time and above twice its
+        25; keep it below Nova's service_down_time and above twice its
         report_interval).
     :param prometheus_url: Prometheus' base URL; empty takes ``prometheus.url``
         of the cloud config, and none there watches Nova alone.
@@ -106,7 +106,7 @@ class WatchHostsAction(SelfhealAction):
 
     action_name = "selfheal.watch_hosts"
 
-    def __init__(self, interval=10, period=50, samples=3, stale_after=30, prometheus_url=None,
+    def __init__(self, interval=5, period=55, samples=2, stale_after=25, prometheus_url=None,
                  prometheus_query=None, host_label=None, max_failed_ratio=0.5, max_starts=2,
                  budget=20, per_host_concurrency=10, heal_workflow=DEFAULT_HEAL_WORKFLOW,
                  heal_input=None, retry_after=600, settle_after=120,
