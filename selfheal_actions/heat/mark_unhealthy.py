@@ -257,6 +257,10 @@ class MemberHealing:
         self.claim = self.claims(root["id"], clock=self.clock, sleep=self.sleep,
                                  stack_name=root["name"])
         self.claim.acquire(timeout=max(0.0, self.deadline - self.clock()))
+        if self.claim.waited_for:
+            # another heal of the stack ran first: a member named by resource
+            # name and rebuilt since this heal started was rebuilt by it
+            self.waited += 1
         self.claim.start_heartbeat()
         try:
             return self._heal(self.heat.stack(root["id"]) or root, t0)

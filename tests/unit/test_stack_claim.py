@@ -188,3 +188,32 @@ def test_a_lost_claim_stops_the_heal_before_it_changes_the_stack():
     assert err.value.reason == "claim_lost"
     assert heat.count("update_existing") == 0
     assert [c["change"] for c in err.value.changes] == ["marked_unhealthy"]
+
+
+def test_two_manual_heals_of_one_member_by_name_replace_it_once():
+    """The second waited for the first's claim: the member it names was
+    rebuilt meanwhile, so it is left alone (no second replacement)."""
+    heat = FakeHeat()
+    store = FakeEnvironments()
+    first = claim(store, "first", stack="root-id")
+    first.acquire(timeout=1)
+
+    def release_after_heal(seconds):
+        if first.held:  # the first heal replaces member 1, then releases
+            heat.members["1"]["status"] = "CHECK_FAILED"
+            heat.start_update()
+            heat._finish_update()
+            first.release()
+
+    args = {"stack": "web", "member": "1", "reason": None, "since": None, "timeout": 30,
+            "nested_depth": 5, "dry_run": False, "stale_after": 60}
+    ticks = iter(range(100_000))
+    healing = mark_unhealthy.MemberHealing(
+        heat, args, "test", clock=lambda: next(ticks), sleep=release_after_heal,
+        claims=lambda stack_id, clock, sleep, stack_name=None: claim(
+            store, "second", stack_id, clock=clock, sleep=sleep))
+    healing.started = datetime.datetime(2026, 11, 22, 9, 30, tzinfo=datetime.timezone.utc)
+    result = healing.run()
+    assert result["outcome"] == "already_replaced"
+    assert result["claim"]["waited_for"] == "first"
+    assert heat.count("update_existing") == 0
