@@ -35,6 +35,8 @@ LOG = logging.getLogger(__name__)
 #: stack polls start fast (a member replacement takes seconds) and slow down
 FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 2.0
+#: how often a heal waiting for the stack's claim tries to mark its member
+PREMARK_EVERY = 1.0
 HEALTHY = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "CHECK_COMPLETE", "RESUME_COMPLETE",
            "ADOPT_COMPLETE")
 
@@ -146,6 +148,9 @@ class MarkUnhealthyAction(SelfhealAction):
     :param nested_depth: how deep to search nested stacks.
     :param stale_after: seconds without a heartbeat after which the claim on
         the stack of a heal that died is taken over.
+    :param gather_seconds: after waiting for another heal of the stack, how
+        long to wait before its own update, so that the heals queued behind
+        it mark their members and one update replaces them all.
     :param dry_run: report what would be marked and updated; change nothing.
     :returns: ``outcome`` (``replaced``, ``already_replaced`` when an earlier
         alarm's update replaced it, or ``would_replace``), ``stack`` (id,
@@ -169,7 +174,7 @@ class MarkUnhealthyAction(SelfhealAction):
     action_name = "selfheal.mark_unhealthy"
 
     def __init__(self, stack, member, reason="", since="", timeout=600, nested_depth=5,
-                 stale_after=60, dry_run=False):
+                 stale_after=60, gather_seconds=1.5, dry_run=False):
         self.stack = stack
         self.member = member
         self.reason = reason
@@ -177,6 +182,7 @@ class MarkUnhealthyAction(SelfhealAction):
         self.timeout = timeout
         self.nested_depth = nested_depth
         self.stale_after = stale_after
+        self.gather_seconds = gather_seconds
         self.dry_run = dry_run
 
     def _arguments(self):
@@ -190,6 +196,8 @@ class MarkUnhealthyAction(SelfhealAction):
                                           maximum=20, integer=True),
             "stale_after": inputs.number("stale_after", self.stale_after, minimum=10,
                                          maximum=3600),
+            "gather_seconds": inputs.number("gather_seconds", self.gather_seconds,
+                                            minimum=0, maximum=60),
             "dry_run": inputs.boolean("dry_run", self.dry_run),
         }
 
@@ -241,6 +249,9 @@ class MemberHealing:
         #: (None: no claim, e.g. in unit tests of the decisions)
         self.claims = claims
         self.claim = None
+        self._root_id = None
+        self._premarked = False
+        self._next_premark = 0.0
         self.started = utcnow()
         self.deadline = clock() + args["timeout"]
         self.waited = 0
@@ -256,12 +267,18 @@ class MemberHealing:
         # given the stack's name and one given its id share the claim
         self.claim = self.claims(root["id"], clock=self.clock, sleep=self.sleep,
                                  stack_name=root["name"])
-        self.claim.acquire(timeout=max(0.0, self.deadline - self.clock()))
+        self._root_id = root["id"]
+        self.claim.acquire(timeout=max(0.0, self.deadline - self.clock()),
+                           while_waiting=self._mark_while_waiting)
+        self.claim.start_heartbeat()
         if self.claim.waited_for:
             # another heal of the stack ran first: a member named by resource
             # name and rebuilt since this heal started was rebuilt by it
             self.waited += 1
-        self.claim.start_heartbeat()
+            # others queued behind it mark their members now that no update
+            # runs: give them a moment, so that one update replaces them all
+            if self.args.get("gather_seconds"):
+                self.sleep(self.args["gather_seconds"])
         try:
             return self._heal(self.heat.stack(root["id"]) or root, t0)
         finally:
@@ -307,6 +324,36 @@ class MemberHealing:
             return self._verify(root, resource, t0)
 
     # --- steps -----------------------------------------------------------
+
+    def _mark_while_waiting(self):
+        """Coalescing: while another heal holds the stack, mark this heal's
+        member unhealthy (once, when no update runs), so that the holder's
+        ``existing=true`` update replaces it with its own; this heal then
+        finds it replaced. Only a member named by physical id (an alarm's
+        server UUID): while that id exists it was not replaced, so marking
+        it can never hit a fresh replacement. Marking is no update: it
+        cannot cancel the holder's update."""
+        member = self.args["member"]
+        if self._premarked or self.clock() < self._next_premark:
+            return
+        self._next_premark = self.clock() + PREMARK_EVERY
+        try:
+            root = self.heat.stack(self._root_id)
+            if root is None or in_progress(root["status"]) or is_failed(root["status"]):
+                return
+            resources = self.heat.resources(root["identity"], self.args["nested_depth"])
+            by_id = [r for r in resources if r["physical_id"] == member]
+            if not by_id:
+                self._premarked = True  # a name, or gone already: decide after the claim
+                return
+            resource = by_id[0]
+            check_replaceable(resource, resources)
+            self._mark(resource)
+            self._premarked = True
+        except UpdateInProgress:
+            return  # an update started meanwhile: try again later
+        except ActionFailure:
+            self._premarked = True  # not ours to mark: decided after the claim
 
     def _check_claim(self):
         """Before each change: the stack's claim is still ours (else claim_lost)."""

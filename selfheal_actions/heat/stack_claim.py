@@ -48,6 +48,8 @@ LOG = logging.getLogger(__name__)
 PREFIX = "selfheal-stack-lock-"
 #: seconds between two heartbeats (well below the default stale_after, 60 s)
 REFRESH_EVERY = 10.0
+#: the longest pause between two attempts of a waiting heal
+MAX_WAIT_POLL = 1.0
 
 
 #: the claim's environment no longer exists (raised by ``update_environment``)
@@ -102,9 +104,12 @@ class StackClaim:
 
     # --- acquire ------------------------------------------------------------
 
-    def acquire(self, timeout):
+    def acquire(self, timeout, while_waiting=None):
         """Claim the stack, waiting up to ``timeout`` seconds for its holder.
 
+        :param while_waiting: called after each failed attempt (the heal
+            marks its member meanwhile, so that the holder's update replaces
+            it too).
         :returns: True when claimed.
         :raises ActionFailure: ``stack_busy`` when still held at the timeout.
         """
@@ -115,6 +120,8 @@ class StackClaim:
             if self._try_create() or self._try_take_over():
                 self.waited_seconds = round(self.clock() - started, 2)
                 return True
+            if while_waiting is not None:
+                while_waiting()
             if self.clock() >= deadline:
                 holder = self.waited_for_execution or self.waited_for
                 raise ActionFailure(
@@ -128,7 +135,7 @@ class StackClaim:
                     owner=self.waited_for, execution=self.waited_for_execution,
                     claim=self.name, waited_seconds=round(self.clock() - started, 2))
             self.sleep(interval)
-            interval = min(interval * 1.5, 2.0)
+            interval = min(interval * 1.5, MAX_WAIT_POLL)
 
     def _variables(self, **extra):
         variables = {"owner": self.owner, "stack": self.stack_id,

@@ -217,3 +217,72 @@ def test_two_manual_heals_of_one_member_by_name_replace_it_once():
     assert result["outcome"] == "already_replaced"
     assert result["claim"]["waited_for"] == "first"
     assert heat.count("update_existing") == 0
+
+
+# --- coalescing: waiting heals mark their members -------------------------
+
+
+def waiting_heal(heat, store, member, on_sleep, owner="waiter", **overrides):
+    args = {"stack": "web", "member": member, "reason": None, "since": None, "timeout": 30,
+            "nested_depth": 5, "dry_run": False, "stale_after": 60, "gather_seconds": 0}
+    args.update(overrides)
+    ticks = iter(range(100_000))
+    return mark_unhealthy.MemberHealing(
+        heat, args, "test", clock=lambda: next(ticks), sleep=on_sleep,
+        claims=lambda stack_id, clock, sleep, stack_name=None: claim(
+            store, owner, stack_id, clock=clock, sleep=sleep))
+
+
+def test_a_waiting_alarm_heal_marks_its_member_so_the_holders_update_replaces_it():
+    heat = FakeHeat()
+    store = FakeEnvironments()
+    holder = claim(store, "holder", stack="root-id")
+    holder.acquire(timeout=1)
+    server = heat.members["1"]["physical_id"]
+    seen = []
+
+    def holder_updates(seconds):
+        seen.append(heat.members["1"]["status"])
+        if holder.held:  # the holder's one update replaces every marked member
+            heat.start_update()
+            heat._finish_update()
+            holder.release()
+
+    result = waiting_heal(heat, store, server, holder_updates).run()
+    assert seen[0] == "CHECK_FAILED"  # marked while it waited
+    assert result["outcome"] == "already_replaced"
+    assert heat.count("update_existing") == 0  # no update of its own
+    assert [c["change"] for c in result["changes"]] == ["marked_unhealthy"]
+    assert heat.members["1"]["physical_id"] != server
+
+
+def test_a_waiting_heal_does_not_mark_during_an_update_nor_by_resource_name():
+    heat = FakeHeat(update_polls=10_000)
+    store = FakeEnvironments()
+    claim(store, "holder", stack="root-id").acquire(timeout=1)
+    heat.start_update()
+    with pytest.raises(ActionFailure) as err:
+        waiting_heal(heat, store, heat.members["1"]["physical_id"], lambda s: None,
+                     timeout=5).run()
+    assert err.value.reason == "stack_busy" and heat.count("mark_unhealthy") == 0
+    heat = FakeHeat()
+    with pytest.raises(ActionFailure) as err:  # by name: the holder may be replacing it
+        waiting_heal(heat, store, "1", lambda s: None, timeout=5).run()
+    assert err.value.reason == "stack_busy" and heat.calls == []
+
+
+def test_a_heal_that_waited_gathers_before_its_update():
+    heat = FakeHeat()
+    store = FakeEnvironments()
+    holder = claim(store, "holder", stack="root-id")
+    holder.acquire(timeout=1)
+    slept = []
+
+    def release(seconds):
+        slept.append(seconds)
+        holder.release()
+
+    result = waiting_heal(heat, store, heat.members["2"]["physical_id"], release,
+                          gather_seconds=1.5).run()
+    assert result["outcome"] == "replaced"
+    assert 1.5 in slept  # after the claim, before its own update
