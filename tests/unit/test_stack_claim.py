@@ -4,7 +4,9 @@ on an in-memory store that behaves like Mistral's environments API (names
 unique per project, enforced by the database: a second create is HTTP 409)."""
 
 import datetime
+import json as jsonlib
 import threading
+import urllib.parse
 
 import pytest
 
@@ -286,3 +288,63 @@ def test_a_heal_that_waited_gathers_before_its_update():
                           gather_seconds=1.5).run()
     assert result["outcome"] == "replaced"
     assert 1.5 in slept  # after the claim, before its own update
+
+
+# --- the store: Mistral's environments API ----------------------------------
+
+
+class FakeResponse:
+    def __init__(self, status, body=None):
+        self.status_code = status
+        self.text = "" if body is None else jsonlib.dumps(body)
+
+    def json(self):
+        return jsonlib.loads(self.text)
+
+
+class EnvironmentsSession:
+    """A keystoneauth-like session in front of one Mistral's environments."""
+
+    def __init__(self):
+        self.envs = {}
+        self.requests = []
+
+    def request(self, url, method, json=None, **kwargs):
+        self.requests.append((method, url))
+        name = urllib.parse.unquote(url.rsplit("/environments", 1)[1].lstrip("/"))
+        if method == "POST":
+            if json["name"] in self.envs:
+                return FakeResponse(409, {"faultstring": "Duplicate entry for Environment"})
+            self.envs[json["name"]] = json
+            return FakeResponse(201, json)
+        if method == "PUT":
+            if json["name"] not in self.envs:
+                return FakeResponse(404, {"faultstring": "not found"})
+            self.envs[json["name"]].update(json)
+            return FakeResponse(200, self.envs[json["name"]])
+        if name not in self.envs:
+            return FakeResponse(404, {"faultstring": "Environment not found"})
+        if method == "DELETE":
+            del self.envs[name]
+            return FakeResponse(204)
+        return FakeResponse(200, dict(self.envs[name], variables=self.envs[name]["variables"]))
+
+
+def test_the_claim_on_mistrals_environments_api():
+    from selfheal_actions.common import mistral_api
+
+    api = mistral_api.MistralApi(EnvironmentsSession(), "http://mistral:8989/v2")
+    first = claim(api, "first")
+    assert first.acquire(timeout=1)
+    assert api.session.envs["selfheal-stack-lock-stack-id"]["scope"] == "private"
+    second = claim(api, "second", clock=iter(range(100)).__next__)
+    with pytest.raises(ActionFailure) as err:
+        second.acquire(timeout=3)
+    assert err.value.reason == "stack_busy" and err.value.details["owner"] == "first"
+    first.refresh(force=True)
+    assert api.get_environment("nope") is None and api.delete_environment("nope") is False
+    with pytest.raises(mistral_api.EnvironmentGone):
+        api.update_environment("nope", {})
+    first.release()
+    assert api.session.envs == {}
+    assert second.acquire(timeout=1)
