@@ -252,6 +252,8 @@ class MemberHealing:
         self._root_id = None
         self._premarked = False
         self._next_premark = 0.0
+        self._marked_at = None  # the stack's updated_time when this heal marked
+        self._gather = False
         self.started = utcnow()
         self.deadline = clock() + args["timeout"]
         self.waited = 0
@@ -268,17 +270,20 @@ class MemberHealing:
         self.claim = self.claims(root["id"], clock=self.clock, sleep=self.sleep,
                                  stack_name=root["name"])
         self._root_id = root["id"]
-        self.claim.acquire(timeout=max(0.0, self.deadline - self.clock()),
-                           while_waiting=self._mark_while_waiting)
+        claimed = self.claim.acquire(timeout=max(0.0, self.deadline - self.clock()),
+                                     while_waiting=self._mark_while_waiting)
+        if not claimed:
+            # the member this heal marked while it waited was replaced by the
+            # holder's update: only reading is left (no claim needed), which
+            # says already_replaced
+            self.waited += 1
+            return self._heal(self.heat.stack(root["id"]) or root, t0)
         self.claim.start_heartbeat()
         if self.claim.waited_for:
             # another heal of the stack ran first: a member named by resource
             # name and rebuilt since this heal started was rebuilt by it
             self.waited += 1
-            # others queued behind it mark their members now that no update
-            # runs: give them a moment, so that one update replaces them all
-            if self.args.get("gather_seconds"):
-                self.sleep(self.args["gather_seconds"])
+            self._gather = True
         try:
             return self._heal(self.heat.stack(root["id"]) or root, t0)
         finally:
@@ -311,6 +316,13 @@ class MemberHealing:
             try:
                 self._check_claim()
                 self._mark(resource)
+                if self._gather:
+                    # the heals queued behind this one mark their members now
+                    # that no update runs: a moment, and one update replaces
+                    # them all
+                    self._gather = False
+                    self.sleep(self.args.get("gather_seconds") or 0)
+                    root = self.heat.stack(root["id"]) or root
                 before = root["updated_time"]
                 self._check_claim()
                 self.heat.update_existing(root["identity"])
@@ -332,28 +344,36 @@ class MemberHealing:
         finds it replaced. Only a member named by physical id (an alarm's
         server UUID): while that id exists it was not replaced, so marking
         it can never hit a fresh replacement. Marking is no update: it
-        cannot cancel the holder's update."""
+        cannot cancel the holder's update. Once an update has run since and
+        the member's physical id is gone, it returns True: the wait is over
+        and only reading is left (``already_replaced``)."""
         member = self.args["member"]
-        if self._premarked or self.clock() < self._next_premark:
-            return
+        if self._premarked is None or self.clock() < self._next_premark:
+            return False
         self._next_premark = self.clock() + PREMARK_EVERY
         try:
             root = self.heat.stack(self._root_id)
             if root is None or in_progress(root["status"]) or is_failed(root["status"]):
-                return
+                return False
+            if self._premarked and root["updated_time"] == self._marked_at:
+                return False  # marked, and no update ran since: keep waiting
             resources = self.heat.resources(root["identity"], self.args["nested_depth"])
             by_id = [r for r in resources if r["physical_id"] == member]
             if not by_id:
-                self._premarked = True  # a name, or gone already: decide after the claim
-                return
+                if self._premarked:
+                    return True  # marked, then replaced by an update: done waiting
+                self._premarked = None  # a name, or gone already: decide after the claim
+                return False
             resource = by_id[0]
             check_replaceable(resource, resources)
             self._mark(resource)
             self._premarked = True
+            self._marked_at = root["updated_time"]
         except UpdateInProgress:
-            return  # an update started meanwhile: try again later
+            return False  # an update started meanwhile: try again later
         except ActionFailure:
-            self._premarked = True  # not ours to mark: decided after the claim
+            self._premarked = None  # not ours to mark: decided after the claim
+        return False
 
     def _check_claim(self):
         """Before each change: the stack's claim is still ours (else claim_lost)."""

@@ -109,8 +109,8 @@ class StackClaim:
 
         :param while_waiting: called after each failed attempt (the heal
             marks its member meanwhile, so that the holder's update replaces
-            it too).
-        :returns: True when claimed.
+            it too); when it returns True the wait ends unclaimed.
+        :returns: True when claimed, False when ``while_waiting`` ended it.
         :raises ActionFailure: ``stack_busy`` when still held at the timeout.
         """
         started = self.clock()
@@ -120,8 +120,8 @@ class StackClaim:
             if self._try_create() or self._try_take_over():
                 self.waited_seconds = round(self.clock() - started, 2)
                 return True
-            if while_waiting is not None:
-                while_waiting()
+            if while_waiting is not None and while_waiting():
+                return False  # the caller needs the claim no more
             if self.clock() >= deadline:
                 holder = self.waited_for_execution or self.waited_for
                 raise ActionFailure(

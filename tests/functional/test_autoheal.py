@@ -280,7 +280,10 @@ def test_alarms_whose_traits_hold_expressions_heal_with_the_text_unchanged(heal_
     executions = heal_lab.wait_triggered(stack_id, 2, timeout=120)
     assert [e["state"] for e in executions] == ["SUCCESS", "SUCCESS"], [
         e.get("state_info") for e in executions]
-    assert outcomes(executions) == ["replaced", "replaced"]
+    # one update may replace both (the second heal marked its member while it
+    # waited for the first's claim)
+    assert "replaced" in outcomes(executions)
+    assert set(outcomes(executions)) <= {"replaced", "already_replaced"}
     for execution in executions:
         read = execution["output"]["alarm"]["traits"]
         assert (read["display_name"], read["state_description"], read["node"]) == (
@@ -469,6 +472,7 @@ def test_twenty_of_thirty_members_die_and_few_updates_replace_them_all(heal_lab,
         e["output"].get("error") for e in executions if e["state"] != "SUCCESS"]
     results = [e["output"]["result"] for e in executions]
     updates = sum(any(c["change"] == "updated" for c in r["changes"]) for r in results)
+    print(f"20 of 30: {updates} stack updates for 25 alarms")
     assert 1 <= updates <= 3, updates
     assert {r["outcome"] for r in results} <= {"replaced", "already_replaced"}
     after = heal_lab.members(stack_id)

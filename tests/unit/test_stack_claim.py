@@ -348,3 +348,23 @@ def test_the_claim_on_mistrals_environments_api():
     first.release()
     assert api.session.envs == {}
     assert second.acquire(timeout=1)
+
+
+def test_a_waiting_heal_whose_member_was_replaced_ends_without_the_claim():
+    heat = FakeHeat()
+    store = FakeEnvironments()
+    holder = claim(store, "holder", stack="root-id")
+    holder.acquire(timeout=1)  # and keeps it (verifying, gathering...)
+    server = heat.members["1"]["physical_id"]
+
+    def holder_updates(seconds):
+        if heat.members["1"]["status"] == "CHECK_FAILED":
+            heat.start_update()
+            heat._finish_update()
+
+    result = waiting_heal(heat, store, server, holder_updates).run()
+    assert result["outcome"] == "already_replaced"
+    assert result["claim"]["waited_for"] == "holder"
+    assert heat.count("update_existing") == 0
+    assert ("create", "selfheal-stack-lock-root-id") in store.calls
+    assert store.envs[stack_claim.claim_name("root-id")]["variables"]["owner"] == "holder"
