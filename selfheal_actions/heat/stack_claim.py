@@ -121,6 +121,7 @@ class StackClaim:
                 self.waited_seconds = round(self.clock() - started, 2)
                 return True
             if while_waiting is not None and while_waiting():
+                self.waited_seconds = round(self.clock() - started, 2)
                 return False  # the caller needs the claim no more
             if self.clock() >= deadline:
                 holder = self.waited_for_execution or self.waited_for
