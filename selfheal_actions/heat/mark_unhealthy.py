@@ -153,7 +153,9 @@ class MarkUnhealthyAction(SelfhealAction):
         it mark their members and one update replaces them all.
     :param dry_run: report what would be marked and updated; change nothing.
     :returns: ``outcome`` (``replaced``, ``already_replaced`` when an earlier
-        alarm's update replaced it, or ``would_replace``), ``stack`` (id,
+        alarm's update replaced it, ``member_removed`` when the group no
+        longer has it, e.g. after a scale-in: nothing to heal, or
+        ``would_replace``), ``stack`` (id,
         name, status), ``member`` (name, stack, old_physical_id,
         new_physical_id, status), ``waited_for_updates`` (how many updates
         of others it waited for), ``claim`` (``name`` of the stack's claim,
@@ -470,6 +472,12 @@ class MemberHealing:
             if current and current[0]["status"] in HEALTHY:
                 old = dict(current[0], physical_id=member)
                 return self._result("already_replaced", root, old, current[0], t0)
+            if not current and any(e["status"] == "DELETE_COMPLETE" for e in history):
+                # deleted and not rebuilt: the group shrank (a scale-in), so
+                # there is nothing left to heal
+                old = {"name": name, "stack": history[0]["stack"], "physical_id": member,
+                       "status": "DELETE_COMPLETE"}
+                return self._result("member_removed", root, old, None, t0)
         raise ActionFailure(
             "member_not_found",
             f"no resource named or with physical id '{member}' in stack {root['name']} or its "

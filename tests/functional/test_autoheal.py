@@ -493,3 +493,18 @@ def test_twenty_of_thirty_members_die_and_few_updates_replace_them_all(heal_lab,
     actions = sum(len([row for row in mistral_client.action_executions(
         heal_lab.mistral_url, e["id"]) if row["action"]]) for e in executions)
     assert actions <= 3 * len(executions), actions
+
+
+def test_an_alarm_for_a_member_removed_by_a_scale_in_is_a_clear_no_op(heal_lab, group):
+    """Issue 19, part of test 3: the group shrinks (count 3 -> 2) while the
+    alarm of its removed member is queued."""
+    stack_id, queue = group()
+    before = heal_lab.members(stack_id)
+    heal_lab.heat().stacks.update(stack_id, template=autoheal_scenario.group_template(2))
+    heal_lab.wait_stack(stack_id, "UPDATE_COMPLETE")
+    heal_lab.post_alarm(queue, before["2"])
+    [execution] = heal_lab.wait_triggered(stack_id, 1)
+    assert execution["state"] == "SUCCESS", execution["output"]
+    result = execution["output"]["result"]
+    assert result["outcome"] == "member_removed" and result["changes"] == []
+    assert heal_lab.members(stack_id) == {k: v for k, v in before.items() if k != "2"}

@@ -344,3 +344,16 @@ def test_the_autoheal_timeout_is_checked_before_the_workflow_uses_it(workflow, v
     else:
         assert result.error["reason"] == "invalid_input"
         assert expected in result.error["message"]
+
+
+def test_an_alarm_for_a_member_removed_by_a_scale_in_is_a_clear_no_op():
+    heat = FakeHeat()
+    server = heat.members["2"]["physical_id"]
+    del heat.members["2"]  # the group scaled in: Heat deleted member 2
+    heat.events.append({"name": "2", "physical_id": server, "status": "DELETE_COMPLETE",
+                        "stack": "web-group-abc/nested-id"})
+    result, _ = heal(heat, member=server)
+    assert result["outcome"] == "member_removed"
+    assert result["changes"] == [] and heat.calls == []
+    assert result["member"]["old_physical_id"] == server
+    assert result["member"]["new_physical_id"] is None
