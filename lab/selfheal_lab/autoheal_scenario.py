@@ -22,19 +22,54 @@ TRIGGERED_WORKFLOW = "selfheal.autoheal.heal_from_alarm"
 PLAIN_WORKFLOW = "selfheal.autoheal.mark_unhealthy"
 
 
-def group_template(count):
-    """A ResourceGroup of ``count`` OS::Heat::TestResource members (no Nova needed)."""
+#: the shape of the shipped member template (heat_templates/autohealing_member.yaml):
+#: each member a nested stack holding a ``server`` (here a TestResource)
+MEMBER_TEMPLATE = {
+    "heat_template_version": "2018-08-31",
+    "parameters": {"index": {"type": "string"}},
+    "resources": {"server": {"type": "OS::Heat::TestResource",
+                             "properties": {"value": {"get_param": "index"}}}},
+}
+
+
+def group_template(count, nested_members=False):
+    """A ResourceGroup of ``count`` OS::Heat::TestResource members (no Nova
+    needed); ``nested_members``: each member a nested stack of
+    :data:`MEMBER_TEMPLATE` (``member.yaml`` in the files)."""
+    if nested_members:
+        definition = {"type": "member.yaml", "properties": {"index": "%index%"}}
+    else:
+        definition = {"type": "OS::Heat::TestResource",
+                      "properties": {"value": "member %index%"}}
     return {
         "heat_template_version": "2018-08-31",
         "resources": {"group": {"type": "OS::Heat::ResourceGroup", "properties": {
-            "count": count,
-            "resource_def": {"type": "OS::Heat::TestResource",
-                             "properties": {"value": "member %index%"}}}}},
+            "count": count, "resource_def": definition}}},
     }
 
 
+def shipped_trigger_params():
+    """The ``params`` of the shipped template's OS::Zaqar::MistralTrigger."""
+    import yaml
+
+    path = state.SOURCE_ROOT / "heat_templates" / "autohealing_group.yaml"
+    trigger = yaml.safe_load(path.read_text())["resources"]["heal_trigger"]
+    return dict(trigger["properties"].get("params") or {})
+
+
+def trigger_post_data(workflow_id, params, workflow_input):
+    """The ``post_data`` Heat 27's OS::Zaqar::MistralTrigger subscribes with
+    (``_subscription_options`` in heat/engine/resources/openstack/zaqar/
+    subscription.py): the message goes into ``params.env.notification``."""
+    params = json.loads(json.dumps(params or {}))
+    params.setdefault("env", {})
+    params["env"]["notification"] = "$zaqar_message$"
+    return json.dumps({"workflow_id": workflow_id, "params": params,
+                       "input": workflow_input})
+
+
 def aodh_event_alarm(instance_id, state_trait="stopped",
-                     event_type="compute.instance.update", generated=None):
+                     event_type="compute.instance.update", generated=None, extra_traits=()):
     """The message body Aodh's Zaqar notifier posts for an event alarm."""
     generated = generated or datetime.datetime.now(datetime.timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%S.%f")
@@ -46,7 +81,7 @@ def aodh_event_alarm(instance_id, state_trait="stopped",
             "message_id": str(uuid.uuid4()), "event_type": event_type,
             "generated": generated, "raw": {},
             "traits": [["instance_id", 1, instance_id], ["state", 1, state_trait],
-                       ["tenant_id", 1, "admin"]]}},
+                       ["tenant_id", 1, "admin"], *[list(t) for t in extra_traits]]}},
     }
 
 
@@ -73,9 +108,11 @@ class AutohealLab:
 
     # --- stacks ------------------------------------------------------------
 
-    def create_group(self, name, count=3, timeout=120):
+    def create_group(self, name, count=3, timeout=120, nested_members=False):
         """Create a stack with a group of ``count`` members; return its id."""
-        created = self.heat().stacks.create(stack_name=name, template=group_template(count))
+        files = {"member.yaml": json.dumps(MEMBER_TEMPLATE)} if nested_members else {}
+        created = self.heat().stacks.create(
+            stack_name=name, template=group_template(count, nested_members), files=files)
         stack_id = created["stack"]["id"]
         self.wait_stack(stack_id, "CREATE_COMPLETE", timeout)
         return stack_id
@@ -95,10 +132,27 @@ class AutohealLab:
             time.sleep(0.3)
 
     def members(self, stack_id):
-        """``{member name: physical id}`` of the stack's group."""
+        """``{member name: physical id}`` of the stack's group (of its
+        members' servers when the members are nested stacks:
+        ``{"0/server": ...}``)."""
+        found = {}
+        resources = self.heat().resources.list(stack_id, nested_depth=3)
+        names = {r.physical_resource_id: r.resource_name for r in resources}
+        for r in resources:
+            if r.resource_type != "OS::Heat::TestResource":
+                continue
+            parent = next((link["href"].rstrip("/").rsplit("/", 1)[-1]
+                           for link in r.links if link.get("rel") == "stack"), None)
+            if r.resource_name == "server" and parent in names:
+                found[f"{names[parent]}/server"] = r.physical_resource_id
+            else:
+                found[r.resource_name] = r.physical_resource_id
+        return found
+
+    def group_members(self, stack_id):
+        """``{member name: physical id}`` of the group's own members."""
         return {r.resource_name: r.physical_resource_id
-                for r in self.heat().resources.list(stack_id, nested_depth=2)
-                if r.resource_type == "OS::Heat::TestResource"}
+                for r in self.heat().resources.list(self.nested_stack_id(stack_id))}
 
     def nested_stack_id(self, stack_id):
         group = self.heat().resources.get(stack_id, "group")
@@ -109,16 +163,19 @@ class AutohealLab:
 
     # --- the Zaqar -> Mistral trigger ----------------------------------------
 
-    def subscribe_trigger(self, queue, stack_id, root_stack_id=None, extra_input=None):
+    def subscribe_trigger(self, queue, stack_id, root_stack_id=None, extra_input=None,
+                          params=None):
         """A queue whose messages start ``heal_from_alarm``, subscribed with
-        the ``post_data`` that OS::Zaqar::MistralTrigger creates."""
+        the ``post_data`` that OS::Zaqar::MistralTrigger creates from the
+        shipped template's properties (``params``: other trigger params,
+        e.g. ``{}`` for a stock trigger without ``evaluate_env: false``)."""
         workflow_id = mistral_client.get_workflow(self.mistral_url, TRIGGERED_WORKFLOW,
                                                   token=self.token)["id"]
         workflow_input = {"stack_id": stack_id, "root_stack_id": root_stack_id or stack_id}
         workflow_input.update(extra_input or {})
-        post_data = json.dumps({"workflow_id": workflow_id,
-                                "params": {"env": {"notification": "$zaqar_message$"}},
-                                "input": workflow_input})
+        post_data = trigger_post_data(
+            workflow_id, shipped_trigger_params() if params is None else params,
+            workflow_input)
         zaqar_client.create_queue(queue, token=self.token)
         return zaqar_client.subscribe(
             queue, self.trust_prefix + self.mistral_url.rstrip("/") + "/executions",

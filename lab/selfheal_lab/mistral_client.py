@@ -244,3 +244,29 @@ def create_cron_trigger(url, name, workflow_name, pattern, workflow_input=None,
 def delete_cron_trigger(url, name, token=None):
     """Delete a cron trigger; True when it existed."""
     return _delete(url, f"/cron_triggers/{urllib.parse.quote(name)}", token=token)
+
+
+def create_environment(url, name, variables, token=None):
+    """Create the environment ``name`` (raises MistralAPIError 409 when it exists)."""
+    return _decode(_request("POST", _url(url, "/environments"), {
+        "name": name, "variables": json.dumps(variables)}, token=token))
+
+
+def get_environment(url, name, token=None):
+    """The environment ``name`` (variables decoded), or None."""
+    try:
+        found = _request("GET", _url(url, f"/environments/{urllib.parse.quote(name)}"),
+                         token=token)
+    except MistralAPIError as e:
+        if e.status == 404:
+            return None
+        raise
+    found = _decode(found)
+    if isinstance(found.get("variables"), str):
+        found["variables"] = json.loads(found["variables"])
+    return found
+
+
+def delete_environment(url, name, token=None):
+    """Delete an environment; True when it existed."""
+    return _delete(url, f"/environments/{urllib.parse.quote(name)}", token=token)

@@ -30,6 +30,10 @@ class MistralApiError(Exception):
         self.http_status = status
 
 
+class EnvironmentGone(Exception):
+    """The environment to update does not exist (any more)."""
+
+
 def _decoded(resource):
     for key in _JSON_FIELDS:
         value = resource.get(key)
@@ -100,6 +104,54 @@ class MistralApi:
             raise
         variables = _decoded(found or {}).get("variables")
         return variables if isinstance(variables, dict) else {}
+
+    # --- environments as claims (selfheal_actions.heat.stack_claim) ---------
+
+    def create_environment(self, name, variables, description=""):
+        """Create the environment ``name``; False when the name is taken
+        (HTTP 409: Mistral's names are unique per project)."""
+        try:
+            self._call("POST", "/environments", {
+                "name": name, "description": description[:255],
+                "variables": json.dumps(variables), "scope": "private"})
+        except MistralApiError as error:
+            if error.http_status == 409:
+                return False
+            raise
+        return True
+
+    def get_environment(self, name):
+        """The environment ``name`` (``variables`` decoded), or None."""
+        try:
+            found = self._call("GET", f"/environments/{urllib.parse.quote(name, safe='')}")
+        except MistralApiError as error:
+            if error.http_status == 404:
+                return None
+            raise
+        return _decoded(found or {})
+
+    def update_environment(self, name, variables):
+        """Replace the variables of the environment ``name``.
+
+        :raises EnvironmentGone: it does not exist (any more).
+        """
+        try:
+            self._call("PUT", "/environments", {"name": name,
+                                                "variables": json.dumps(variables)})
+        except MistralApiError as error:
+            if error.http_status == 404:
+                raise EnvironmentGone(name) from None
+            raise
+
+    def delete_environment(self, name):
+        """Delete the environment ``name``; False when it did not exist."""
+        try:
+            self._call("DELETE", f"/environments/{urllib.parse.quote(name, safe='')}")
+        except MistralApiError as error:
+            if error.http_status == 404:
+                return False
+            raise
+        return True
 
 
 def mistral(context):

@@ -162,8 +162,9 @@ RULES = {
 OVERRIDES = {
     "selfheal.maintenance.start_maintenance": {"concurrency": _integer(1, 100),
                                                "timeout": _number(10, 7200)},
-    "selfheal.autoheal.heal_from_alarm": {"timeout": _number(1, 7200)},
-    "selfheal.autoheal.mark_unhealthy": {"timeout": _number(1, 7200)},
+    # whole seconds: the workflow's task timeout is computed from it
+    "selfheal.autoheal.heal_from_alarm": {"timeout": _integer(1, 7200)},
+    "selfheal.autoheal.mark_unhealthy": {"timeout": _integer(1, 7200)},
 }
 
 

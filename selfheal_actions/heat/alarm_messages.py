@@ -23,8 +23,12 @@ import json
 from collections.abc import Mapping
 from collections.abc import Sequence
 
+from selfheal_actions.common.results import shown
+
 #: traits that name the member an event alarm is about, most specific first
 MEMBER_TRAITS = ("instance_id", "resource_id")
+#: the longest member id accepted (Heat's resource names and physical ids)
+MAX_MEMBER = 255
 
 
 class MalformedAlarm(ValueError):
@@ -51,6 +55,8 @@ def _unwrap(notification):
         raise MalformedAlarm(f"the notification is a {type(notification).__name__}, "
                              "not a Zaqar message or an Aodh alarm")
     body = message.get("body", message)
+    if body is None:
+        raise MalformedAlarm("the message body is null, not an Aodh alarm (a JSON object)")
     if isinstance(body, (str, bytes)):
         try:
             body = json.loads(body)
@@ -58,9 +64,13 @@ def _unwrap(notification):
             raise MalformedAlarm("the message body is not JSON: "
                                  f"{str(body)[:80]!r}") from None
     alarm = _as_dict(body)
-    if alarm is None or "reason_data" not in alarm:
-        keys = sorted(alarm) if alarm else []
-        raise MalformedAlarm(f"the message is not an Aodh alarm (no reason_data; keys: {keys})")
+    if alarm is None:
+        kind = "list" if isinstance(body, (list, tuple)) else type(body).__name__
+        raise MalformedAlarm(f"the message body is a {kind}, not an Aodh alarm (a JSON object)")
+    if "reason_data" not in alarm:
+        keys = sorted(str(k) for k in alarm)
+        raise MalformedAlarm("the message is not an Aodh alarm (no reason_data; keys: "
+                             f"{shown(keys)})")
     return alarm
 
 
@@ -77,7 +87,7 @@ def traits_of(event):
               and len(trait) == 3):
             result[str(trait[0])] = trait[2]
         else:
-            raise MalformedAlarm(f"a trait is not a [name, type, value] triple: {trait!r}")
+            raise MalformedAlarm(f"a trait is not a [name, type, value] triple: {shown(trait)}")
     return result
 
 
@@ -104,10 +114,14 @@ def read_alarm(notification):
         if event is None:
             raise MalformedAlarm("the alarm has no event (reason_data.event)")
         traits = traits_of(event)
-        member = next((traits[t] for t in MEMBER_TRAITS if traits.get(t)), None)
+        trait = next((t for t in MEMBER_TRAITS if traits.get(t)), None)
+        member = traits[trait] if trait else None
         if not isinstance(member, str) or not member.strip():
             raise MalformedAlarm(f"no member in the event's traits (looked for "
-                                 f"{', '.join(MEMBER_TRAITS)}; traits: {sorted(traits)})")
+                                 f"{', '.join(MEMBER_TRAITS)}; traits: {shown(sorted(traits))})")
+        if len(member.strip()) > MAX_MEMBER:
+            raise MalformedAlarm(f"the member ({trait} trait) is {len(member.strip())} "
+                                 f"characters long; at most {MAX_MEMBER}: {shown(member, 40)}")
         result.update(
             valid=True, member=member.strip(), traits=traits,
             alarm_id=alarm.get("alarm_id"), alarm_name=alarm.get("alarm_name"),

@@ -10,6 +10,7 @@ already replaced is a no-op), waits for the update within a bound and checks
 that the member really was replaced.
 """
 
+import logging
 import time
 
 from heatclient import exc as heat_exc
@@ -17,18 +18,25 @@ from keystoneauth1 import exceptions as ks_exc
 
 from selfheal_actions.common import clients
 from selfheal_actions.common import inputs
+from selfheal_actions.common import mistral_api
 from selfheal_actions.common.results import ActionFailure
 from selfheal_actions.common.results import InvalidInput
 from selfheal_actions.common.results import SelfhealAction
 from selfheal_actions.common.results import change
+from selfheal_actions.common.results import forbidden
 from selfheal_actions.common.timeutil import parse_time
 from selfheal_actions.common.timeutil import utcnow
 from selfheal_actions.heat import orchestration
+from selfheal_actions.heat import stack_claim
 from selfheal_actions.heat.orchestration import UpdateInProgress
+
+LOG = logging.getLogger(__name__)
 
 #: stack polls start fast (a member replacement takes seconds) and slow down
 FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 2.0
+#: how often a heal waiting for the stack's claim tries to mark its member
+PREMARK_EVERY = 1.0
 HEALTHY = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "CHECK_COMPLETE", "RESUME_COMPLETE",
            "ADOPT_COMPLETE")
 
@@ -61,19 +69,52 @@ def find_member(resources, member):
     return by_name[0] if by_name else None
 
 
-def check_replaceable(resource):
-    """Refuse members whose replacement is not what an alarm should cause."""
-    if resource["nested"]:
+def _stack_id(identity):
+    return (identity or "").rsplit("/", 1)[-1]
+
+
+def group_members(resources, group):
+    """Names of the members of ``group`` (the resources of its nested stack)."""
+    return sorted((r["name"] for r in resources
+                   if group["physical_id"] and _stack_id(r["stack"]) == group["physical_id"]),
+                  key=lambda n: (len(n), n))
+
+
+def check_replaceable(resource, resources=()):
+    """Refuse members whose replacement is not what an alarm should cause.
+
+    A member of a group may itself be a nested stack (the shipped template's
+    members are: a server and its alarms); replacing it is the heal. A group
+    or a stack that is not a group's member would rebuild everything in it.
+    """
+    if resource["nested"] and not (resource["type"] not in orchestration.GROUP_TYPES
+                                   and _is_group_member(resource, resources)):
+        members = group_members(resources, resource)
+        if members:
+            names = ", ".join(f"'{shown_name}'" for shown_name in members[:5])
+            hint = (f"Name one member of the group: its resource name (one of {names}"
+                    f"{', ...' if len(members) > 5 else ''}) or the physical id of a "
+                    "resource in it (e.g. the server UUID an alarm carries).")
+        else:
+            hint = ("Name one member of a group: its resource name or the physical id of "
+                    "a resource in it (e.g. the server UUID an alarm carries).")
         raise ActionFailure(
             "member_not_replaceable",
             f"'{resource['name']}' is a {resource['type']} (a group or nested stack): "
-            "marking it would rebuild everything in it. Name one member of the group.",
-            member=resource["name"], type=resource["type"])
+            f"marking it would rebuild everything in it. {hint}",
+            member=resource["name"], type=resource["type"], members=members[:20])
     if resource["status"].startswith("DELETE_"):
         raise ActionFailure(
             "member_not_replaceable",
             f"'{resource['name']}' is being deleted ({resource['status']}); nothing to heal.",
             member=resource["name"], status=resource["status"])
+
+
+def _is_group_member(resource, resources):
+    """``resource`` sits directly in the nested stack of a group."""
+    stack = _stack_id(resource["stack"])
+    return any(r["type"] in orchestration.GROUP_TYPES and r["physical_id"] == stack
+               for r in resources)
 
 
 def _moment(name, value):
@@ -105,14 +146,28 @@ class MarkUnhealthyAction(SelfhealAction):
         an update this action waited for counts as an earlier heal.
     :param timeout: seconds to wait for running and own stack updates.
     :param nested_depth: how deep to search nested stacks.
+    :param stale_after: seconds without a heartbeat after which the claim on
+        the stack of a heal that died is taken over.
+    :param gather_seconds: after waiting for another heal of the stack, how
+        long to wait before its own update, so that the heals queued behind
+        it mark their members and one update replaces them all.
     :param dry_run: report what would be marked and updated; change nothing.
     :returns: ``outcome`` (``replaced``, ``already_replaced`` when an earlier
-        alarm's update replaced it, or ``would_replace``), ``stack`` (id,
+        alarm's update replaced it, ``member_removed`` when the group no
+        longer has it, e.g. after a scale-in: nothing to heal, or
+        ``would_replace``), ``stack`` (id,
         name, status), ``member`` (name, stack, old_physical_id,
         new_physical_id, status), ``waited_for_updates`` (how many updates
-        of others it waited for), ``seconds``, and ``changes``. Error
-        reasons: ``invalid_input``, ``stack_not_found``, ``stack_failed``
-        (the stack is in a failed state: fix it first), ``member_not_found``,
+        of others it waited for), ``claim`` (``name`` of the stack's claim,
+        ``waited_for``: the heal that held it first, ``waited_seconds``,
+        ``took_over_from``; null in a dry run), ``seconds``, and ``changes``.
+        Before it changes anything it claims the root stack (one heal of a
+        stack at a time, ``selfheal_actions.heat.stack_claim``), waiting
+        within ``timeout``. Error reasons: ``invalid_input``,
+        ``stack_not_found``, ``stack_busy`` (another heal held the stack's
+        claim for all of ``timeout``; nothing was done), ``claim_lost``,
+        ``stack_failed`` (the stack is in a failed state: fix it first),
+        ``member_not_found``,
         ``ambiguous_member``, ``member_not_replaceable``, ``update_timeout``,
         ``update_failed``, ``replacement_not_verified``, ``heat_error``,
         ``configuration_error``, ``service_unreachable``.
@@ -121,13 +176,15 @@ class MarkUnhealthyAction(SelfhealAction):
     action_name = "selfheal.mark_unhealthy"
 
     def __init__(self, stack, member, reason="", since="", timeout=600, nested_depth=5,
-                 dry_run=False):
+                 stale_after=60, gather_seconds=1.5, dry_run=False):
         self.stack = stack
         self.member = member
         self.reason = reason
         self.since = since
         self.timeout = timeout
         self.nested_depth = nested_depth
+        self.stale_after = stale_after
+        self.gather_seconds = gather_seconds
         self.dry_run = dry_run
 
     def _arguments(self):
@@ -139,6 +196,10 @@ class MarkUnhealthyAction(SelfhealAction):
             "timeout": inputs.number("timeout", self.timeout, minimum=1, maximum=7200),
             "nested_depth": inputs.number("nested_depth", self.nested_depth, minimum=1,
                                           maximum=20, integer=True),
+            "stale_after": inputs.number("stale_after", self.stale_after, minimum=10,
+                                         maximum=3600),
+            "gather_seconds": inputs.number("gather_seconds", self.gather_seconds,
+                                            minimum=0, maximum=60),
             "dry_run": inputs.boolean("dry_run", self.dry_run),
         }
 
@@ -147,7 +208,16 @@ class MarkUnhealthyAction(SelfhealAction):
         self.dry_run = args["dry_run"]
         reason = args["reason"] or (
             f"marked unhealthy by selfheal (execution {clients.execution_id(context)})")
-        heal = MemberHealing(orchestration.HeatApi(clients.heat(context)), args, reason)
+        owner, execution = clients.run_owner(context), clients.execution_id(context)
+
+        def claims(stack_id, clock, sleep, stack_name=None):
+            return stack_claim.StackClaim(
+                mistral_api.mistral(context), stack_id, owner,
+                stale_after=args["stale_after"], clock=clock, sleep=sleep,
+                execution=execution, stack_name=stack_name)
+
+        heal = MemberHealing(orchestration.HeatApi(clients.heat(context)), args, reason,
+                             claims=claims)
         try:
             return heal.run()
         except heat_exc.HTTPException as e:
@@ -157,17 +227,35 @@ class MarkUnhealthyAction(SelfhealAction):
                                 f"cannot reach the orchestration API: {type(e).__name__}. Check "
                                 "the catalog or the explicit endpoint.",
                                 changes=heal.changes) from None
+        except mistral_api.MistralApiError as e:
+            if e.http_status == 403:
+                raise forbidden(e, heal.changes) from None
+            raise ActionFailure("api_error",
+                                f"Mistral refused the stack's claim (an environment): {e}. "
+                                "The heal needs environments:create, get, update and delete "
+                                "in Mistral's policy.", changes=heal.changes,
+                                http_status=e.http_status) from None
 
 
 class MemberHealing:
     """One run of :class:`MarkUnhealthyAction` (state between the steps)."""
 
-    def __init__(self, heat, args, reason, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, heat, args, reason, clock=time.monotonic, sleep=time.sleep,
+                 claims=None):
         self.heat = heat
         self.args = args
         self.reason = reason
         self.clock = clock
         self.sleep = sleep
+        #: ``claims(stack_id, clock, sleep, stack_name=...)`` -> a StackClaim
+        #: (None: no claim, e.g. in unit tests of the decisions)
+        self.claims = claims
+        self.claim = None
+        self._root_id = None
+        self._premarked = False
+        self._next_premark = 0.0
+        self._marked_at = None  # the stack's updated_time when this heal marked
+        self._gather = False
         self.started = utcnow()
         self.deadline = clock() + args["timeout"]
         self.waited = 0
@@ -176,8 +264,38 @@ class MemberHealing:
 
     def run(self):
         t0 = self.clock()
-        member = self.args["member"]
         root = self._root_stack()
+        if self.claims is None or self.args["dry_run"]:
+            return self._heal(root, t0)
+        # one heal of a stack at a time: keyed on the id, so that a heal
+        # given the stack's name and one given its id share the claim
+        self.claim = self.claims(root["id"], clock=self.clock, sleep=self.sleep,
+                                 stack_name=root["name"])
+        self._root_id = root["id"]
+        claimed = self.claim.acquire(timeout=max(0.0, self.deadline - self.clock()),
+                                     while_waiting=self._mark_while_waiting)
+        if not claimed:
+            # the member this heal marked while it waited was replaced by the
+            # holder's update: only reading is left (no claim needed), which
+            # says already_replaced
+            self.waited += 1
+            return self._heal(self.heat.stack(root["id"]) or root, t0)
+        self.claim.start_heartbeat()
+        if self.claim.waited_for:
+            # another heal of the stack ran first: a member named by resource
+            # name and rebuilt since this heal started was rebuilt by it
+            self.waited += 1
+            self._gather = True
+        try:
+            return self._heal(self.heat.stack(root["id"]) or root, t0)
+        finally:
+            try:
+                self.claim.release()
+            except Exception:  # the claim goes stale and is taken over
+                LOG.exception("stack %s: releasing the claim failed", root["id"])
+
+    def _heal(self, root, t0):
+        member = self.args["member"]
         while True:
             if in_progress(root["status"]):
                 root = self._wait_for_update(root, own=False)
@@ -192,14 +310,23 @@ class MemberHealing:
             resource = find_member(resources, member)
             if resource is None:
                 return self._already_replaced_or_unknown(root, resources, t0)
-            check_replaceable(resource)
+            check_replaceable(resource, resources)
             if resource["physical_id"] != member and self._rebuilt_since_failure(resource):
                 return self._result("already_replaced", root, resource, resource, t0)
             if self.args["dry_run"]:
                 return self._would_replace(root, resource, t0)
             try:
+                self._check_claim()
                 self._mark(resource)
+                if self._gather:
+                    # the heals queued behind this one mark their members now
+                    # that no update runs: a moment, and one update replaces
+                    # them all
+                    self._gather = False
+                    self.sleep(self.args.get("gather_seconds") or 0)
+                    root = self.heat.stack(root["id"]) or root
                 before = root["updated_time"]
+                self._check_claim()
                 self.heat.update_existing(root["identity"])
             except UpdateInProgress:
                 # Another alarm's update runs: wait for it, then decide again
@@ -211,6 +338,53 @@ class MemberHealing:
             return self._verify(root, resource, t0)
 
     # --- steps -----------------------------------------------------------
+
+    def _mark_while_waiting(self):
+        """Coalescing: while another heal holds the stack, mark this heal's
+        member unhealthy (once, when no update runs), so that the holder's
+        ``existing=true`` update replaces it with its own; this heal then
+        finds it replaced. Only a member named by physical id (an alarm's
+        server UUID): while that id exists it was not replaced, so marking
+        it can never hit a fresh replacement. Marking is no update: it
+        cannot cancel the holder's update. Once an update has run since and
+        the member's physical id is gone, it returns True: the wait is over
+        and only reading is left (``already_replaced``)."""
+        member = self.args["member"]
+        if self._premarked is None or self.clock() < self._next_premark:
+            return False
+        self._next_premark = self.clock() + PREMARK_EVERY
+        try:
+            root = self.heat.stack(self._root_id)
+            if root is None or in_progress(root["status"]) or is_failed(root["status"]):
+                return False
+            if self._premarked and root["updated_time"] == self._marked_at:
+                return False  # marked, and no update ran since: keep waiting
+            resources = self.heat.resources(root["identity"], self.args["nested_depth"])
+            by_id = [r for r in resources if r["physical_id"] == member]
+            if not by_id:
+                if self._premarked:
+                    return True  # marked, then replaced by an update: done waiting
+                self._premarked = None  # a name, or gone already: decide after the claim
+                return False
+            resource = by_id[0]
+            check_replaceable(resource, resources)
+            self._mark(resource)
+            self._premarked = True
+            self._marked_at = root["updated_time"]
+        except UpdateInProgress:
+            return False  # an update started meanwhile: try again later
+        except ActionFailure:
+            self._premarked = None  # not ours to mark: decided after the claim
+        return False
+
+    def _check_claim(self):
+        """Before each change: the stack's claim is still ours (else claim_lost)."""
+        if self.claim is not None:
+            try:
+                self.claim.verify()
+            except ActionFailure as failure:
+                failure.changes = list(self.changes)
+                raise
 
     def _root_stack(self):
         root = self.heat.stack(self.args["stack"])
@@ -298,6 +472,12 @@ class MemberHealing:
             if current and current[0]["status"] in HEALTHY:
                 old = dict(current[0], physical_id=member)
                 return self._result("already_replaced", root, old, current[0], t0)
+            if not current and any(e["status"] == "DELETE_COMPLETE" for e in history):
+                # deleted and not rebuilt: the group shrank (a scale-in), so
+                # there is nothing left to heal
+                old = {"name": name, "stack": history[0]["stack"], "physical_id": member,
+                       "status": "DELETE_COMPLETE"}
+                return self._result("member_removed", root, old, None, t0)
         raise ActionFailure(
             "member_not_found",
             f"no resource named or with physical id '{member}' in stack {root['name']} or its "
@@ -342,4 +522,5 @@ class MemberHealing:
         return {"outcome": outcome, "changes": self.changes,
                 "stack": {"id": root["id"], "name": root["name"], "status": root["status"]},
                 "member": member, "waited_for_updates": self.waited,
+                "claim": self.claim.summary() if self.claim else None,
                 "seconds": round(self.clock() - t0, 2)}

@@ -19,6 +19,9 @@ from selfheal_actions.common.results import forbidden
 NESTED_TYPES = ("OS::Heat::ResourceGroup", "OS::Heat::AutoScalingGroup",
                 "AWS::AutoScaling::AutoScalingGroup", "OS::Heat::Stack",
                 "OS::Heat::InstanceGroup")
+#: the groups among them: their members are what a heal replaces
+GROUP_TYPES = ("OS::Heat::ResourceGroup", "OS::Heat::AutoScalingGroup",
+               "AWS::AutoScaling::AutoScalingGroup", "OS::Heat::InstanceGroup")
 
 
 class UpdateInProgress(Exception):

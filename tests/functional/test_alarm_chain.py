@@ -10,6 +10,7 @@ trust-scoped token, and the actions make Heat replace the member with it.
 Every service in the chain validates tokens with Keystone.
 """
 
+import json
 import uuid
 
 import pytest
@@ -93,6 +94,11 @@ def test_the_shipped_heat_template_wires_the_chain_and_it_heals(chain):
         [subscription] = zaqar_client.subscriptions(queue, token=chain.token)
         assert subscription["subscriber"] == f"trust+{chain.mistral_url}/executions"
         assert "$zaqar_message$" in subscription["options"]["post_data"]
+        # Heat's own trigger passes the template's params: Mistral will not
+        # evaluate the tenant text in the message (see test_autoheal.py)
+        post_data = json.loads(subscription["options"]["post_data"])
+        assert post_data["params"]["evaluate_env"] is False
+        assert post_data["params"]["env"]["notification"] == "$zaqar_message$"
         chain.wait_alarm_visible()
 
         chain.publish_instance_event(servers["1"])

@@ -17,7 +17,10 @@ NESTED = "web-group-abc/nested-id"
 
 class FakeHeat:
     def __init__(self, members=3, update_polls=2, root_status="CREATE_COMPLETE",
-                 update_result="UPDATE_COMPLETE"):
+                 update_result="UPDATE_COMPLETE", member_type="OS::Heat::TestResource"):
+        #: ``OS::Heat::TestResource`` members, or a template name: each member
+        #: is then a nested stack holding a ``server`` (the shipped template)
+        self.member_type = member_type
         self._ids = itertools.count(1)
         self.clock = itertools.count(1)  # seconds after 2026-11-22T10:00:00Z
         self.root_status = root_status
@@ -36,9 +39,10 @@ class FakeHeat:
 
     def _new_member(self, name):
         return {"name": name, "physical_id": f"server-{next(self._ids)}",
-                "type": "OS::Heat::TestResource", "status": "CREATE_COMPLETE",
+                "type": self.member_type, "status": "CREATE_COMPLETE",
                 "status_reason": "", "stack": NESTED, "updated_time": None,
-                "creation_time": "2026-11-22T09:00:00Z", "nested": False}
+                "creation_time": "2026-11-22T09:00:00Z",
+                "nested": self.member_type.endswith(".yaml")}
 
     # --- HeatApi ---------------------------------------------------------
 
@@ -59,7 +63,14 @@ class FakeHeat:
                  "type": "OS::Heat::ResourceGroup", "status": "CREATE_COMPLETE",
                  "status_reason": "", "stack": f"{ROOT['name']}/{ROOT['id']}",
                  "updated_time": None, "creation_time": None, "nested": True}
-        return [group] + [dict(m) for m in self.members.values()]
+        found = [group] + [dict(m) for m in self.members.values()]
+        if self.member_type.endswith(".yaml"):  # each member's own server
+            found += [{"name": "server", "physical_id": f"vm-of-{m['physical_id']}",
+                       "type": "OS::Nova::Server", "status": "CREATE_COMPLETE",
+                       "status_reason": "", "stack": f"web-group-{n}/{m['physical_id']}",
+                       "updated_time": None, "creation_time": m["creation_time"],
+                       "nested": False} for n, m in self.members.items()]
+        return found
 
     def events_of_physical_id(self, identity, physical_id, nested_depth):
         return [e for e in self.events if e["physical_id"] == physical_id]

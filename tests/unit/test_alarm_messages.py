@@ -56,12 +56,19 @@ def test_resource_id_trait_is_used_without_instance_id():
     (zaqar_message(aodh_alarm(traits=[["state", 1, "stopped"]])), "no member"),
     (zaqar_message(aodh_alarm(traits=["oops"])), "not a [name, type, value] triple"),
     (zaqar_message(aodh_alarm(reason_type="threshold")), "not an event alarm"),
+    # what is wrong, not "no reason_data; keys: []"
+    ({"body": [1, 2]}, "the message body is a list, not an Aodh alarm (a JSON object)"),
+    ({"body": None}, "the message body is null"),
+    ([zaqar_message(aodh_alarm())], "is a list"),
+    (zaqar_message(aodh_alarm(traits=[["instance_id", 1, "x" * 100_000]])),
+     "the member (instance_id trait) is 100000 characters long; at most 255"),
 ])
 def test_malformed_notifications_say_what_is_wrong(notification, fragment):
     alarm = alarm_messages.read_alarm(notification)
     assert alarm["valid"] is False and alarm["member"] is None
     assert fragment in alarm["error"]
     assert alarm["error"].startswith("malformed alarm notification: ")
+    assert len(alarm["error"]) < 400  # a 100 kB trait is not echoed whole
 
 
 def _engine_and_context(data):
@@ -90,25 +97,17 @@ def test_functions_are_registered_for_mistral():
         group="mistral.expression.functions") if ep.value.startswith("selfheal_actions")}
     assert names == {
         "selfheal_alarm": "selfheal_actions.heat.yaql_functions:selfheal_alarm",
-        "selfheal_alarm_traits": "selfheal_actions.heat.yaql_functions:selfheal_alarm_traits",
-        "selfheal_heals_ahead": "selfheal_actions.heat.yaql_functions:selfheal_heals_ahead"}
+        "selfheal_alarm_traits": "selfheal_actions.heat.yaql_functions:selfheal_alarm_traits"}
 
 
-def test_heals_of_one_stack_queue_oldest_first():
-    from types import SimpleNamespace as Ex
+def test_nothing_reads_mistrals_private_database():
+    """The spin-lock that read every RUNNING execution through
+    mistral.db.v2.api is gone: one heal per stack is a claim made through
+    Mistral's public API (selfheal_actions.heat.stack_claim)."""
+    import pathlib
 
-    def ex(id_, created, stack, workflow="selfheal.autoheal.heal_from_alarm"):
-        return Ex(id=id_, created_at=created, workflow_name=workflow,
-                  input={"stack_id": "nested", "root_stack_id": stack})
-
-    a = ex("b-id", "2026-11-22 10:00:00", "s1")
-    b = ex("a-id", "2026-11-22 10:00:01", "s1")
-    c = ex("c-id", "2026-11-22 10:00:01", "s1")  # same second as b: id decides
-    other_stack = ex("0-id", "2026-11-22 09:00:00", "s2")
-    other_workflow = ex("1-id", "2026-11-22 09:00:00", "s1", workflow="x.y.z")
-    running = [a, b, c, other_stack, other_workflow]
-    assert [yaql_functions.heals_ahead(e, running) for e in (a, b, c)] == [0, 1, 2]
-    assert yaql_functions.heals_ahead(other_stack, running) == 0
-    # the plain workflow names its stack 'stack'
-    assert yaql_functions.stack_of({"stack": "web"}) == "web"
-    assert yaql_functions.stack_of({}) is None
+    root = pathlib.Path(__file__).resolve().parents[2]
+    for source in (root / "selfheal_actions").rglob("*.py"):
+        assert "mistral.db" not in source.read_text(), source
+    workbook = (root / "workbooks" / "autoheal.yaml").read_text()
+    assert "selfheal_heals_ahead" not in workbook and "std.noop" not in workbook

@@ -148,6 +148,71 @@ def test_refusals_change_nothing(setup, overrides, reason):
     assert heat.calls == [] and err.value.changes == []
 
 
+def test_a_member_that_is_a_nested_stack_is_replaced_by_its_name():
+    """The shipped template's members are nested stacks (a server and its
+    alarms): the README's ``{"member": "2"}`` names one, and it is the member
+    to replace, not a group to refuse."""
+    heat = FakeHeat(member_type="autohealing_member.yaml")
+    old = heat.members["2"]["physical_id"]
+    result, _ = heal(heat, member="2")
+    assert result["outcome"] == "replaced"
+    assert result["member"]["old_physical_id"] == old != heat.members["2"]["physical_id"]
+    assert heat.calls[0] == ("mark_unhealthy", "2")
+    # its server's physical id (what an alarm names) finds the server itself
+    heat = FakeHeat(member_type="autohealing_member.yaml")
+    result, _ = heal(heat, member="vm-of-" + heat.members["1"]["physical_id"], dry_run=True)
+    assert result["outcome"] == "would_replace" and result["member"]["name"] == "server"
+
+
+def test_naming_the_whole_group_says_which_names_to_give():
+    heat = FakeHeat(members=8)
+    with pytest.raises(ActionFailure) as err:
+        heal(heat, member="group")
+    assert err.value.reason == "member_not_replaceable"
+    assert "Name one member of the group: its resource name" in err.value.message
+    assert "'0', '1', '2', '3', '4', ..." in err.value.message
+    assert "physical id" in err.value.message
+    assert heat.calls == []
+
+
+def test_a_huge_member_id_is_refused_with_a_bounded_message():
+    result = mark_unhealthy.MarkUnhealthyAction(stack="web", member="x" * 100_000).run(None)
+    assert result.error["reason"] == "invalid_input"
+    assert len(repr(result.error)) < 1000
+
+
+def test_the_shipped_trigger_asks_mistral_not_to_evaluate_the_message():
+    """OS::Zaqar::MistralTrigger puts the Zaqar message in the execution's
+    env, and Mistral evaluates every expression in an env unless the
+    execution's params say ``evaluate_env: false``: tenant text such as a
+    server named ``web-{{ index }}`` would be evaluated (or fail the start).
+    Built the way Heat's MistralTrigger builds its post_data
+    (heat/engine/resources/openstack/zaqar/subscription.py)."""
+    import json
+
+    import yaml
+
+    from selfheal_tools import data
+
+    group = yaml.safe_load((data.heat_templates_dir() / "autohealing_group.yaml").read_text())
+    trigger = group["resources"]["heal_trigger"]
+    assert trigger["type"] == "OS::Zaqar::MistralTrigger"
+    post_data = json.loads(autoheal_trigger_post_data(trigger["properties"]))
+    assert post_data["params"] == {"evaluate_env": False,
+                                   "env": {"notification": "$zaqar_message$"}}
+
+
+def autoheal_trigger_post_data(properties):
+    """Heat 27's MistralTrigger._subscription_options, on template properties."""
+    import json
+
+    params = dict(properties.get("params") or {})
+    params.setdefault("env", {})
+    params["env"]["notification"] = "$zaqar_message$"
+    return json.dumps({"workflow_id": properties["workflow_id"], "params": params,
+                       "input": properties.get("input") or {}})
+
+
 def test_ambiguous_name_is_refused_with_candidates():
     resources = [{"name": "0", "physical_id": "a", "stack": "s1/1"},
                  {"name": "0", "physical_id": "b", "stack": "s2/2"}]
@@ -258,3 +323,37 @@ def test_unreachable_heat_is_a_clear_error_not_a_traceback(monkeypatch):
     assert result.is_error()
     assert result.error["reason"] == "service_unreachable"
     assert "orchestration API" in result.error["message"]
+
+
+@pytest.mark.parametrize("workflow", ["selfheal.autoheal.heal_from_alarm",
+                                      "selfheal.autoheal.mark_unhealthy"])
+@pytest.mark.parametrize("value, expected", [
+    ("600", 600), (600, 600), (600.0, 600),
+    ("abc", "'timeout' must be a number"), (-5, "'timeout' must be at least 1"),
+    (1.5, "'timeout' must be a whole number"), (None, "'timeout' must be a number")])
+def test_the_autoheal_timeout_is_checked_before_the_workflow_uses_it(workflow, value,
+                                                                       expected):
+    """The workflows compute a task timeout from it: a whole number, or a
+    clear invalid_input from the first task (never a policy traceback)."""
+    from selfheal_actions.common import workflow_inputs
+
+    result = workflow_inputs.CheckInputsAction(workflow, {"timeout": value}).run(None)
+    if isinstance(expected, int):
+        assert result.data["inputs"]["timeout"] == expected
+        assert type(result.data["inputs"]["timeout"]) is int
+    else:
+        assert result.error["reason"] == "invalid_input"
+        assert expected in result.error["message"]
+
+
+def test_an_alarm_for_a_member_removed_by_a_scale_in_is_a_clear_no_op():
+    heat = FakeHeat()
+    server = heat.members["2"]["physical_id"]
+    del heat.members["2"]  # the group scaled in: Heat deleted member 2
+    heat.events.append({"name": "2", "physical_id": server, "status": "DELETE_COMPLETE",
+                        "stack": "web-group-abc/nested-id"})
+    result, _ = heal(heat, member=server)
+    assert result["outcome"] == "member_removed"
+    assert result["changes"] == [] and heat.calls == []
+    assert result["member"]["old_physical_id"] == server
+    assert result["member"]["new_physical_id"] is None

@@ -14,6 +14,7 @@ from selfheal_actions.heat import mark_unhealthy
 from selfheal_actions.heat import orchestration
 from selfheal_actions.hosts import evacuation
 from selfheal_actions.hosts import fencing
+from tests.unit.fake_environments import FakeEnvironments
 from tests.unit.fake_heat import FakeHeat
 from tests.unit.fake_nova import FakeNova
 from tests.unit.fake_nova import server
@@ -177,6 +178,8 @@ def test_heat_refusal_of_mark_unhealthy_is_forbidden(monkeypatch):
     heat.mark_unhealthy = refused
     monkeypatch.setattr(clients, "heat", lambda context: heat)
     monkeypatch.setattr(orchestration, "HeatApi", lambda client: client)
+    monkeypatch.setattr(mark_unhealthy.mistral_api, "mistral",
+                        lambda context: FakeEnvironments())
     result = mark_unhealthy.MarkUnhealthyAction(stack="web", member="1").run(MemberContext())
     assert result.error["reason"] == "forbidden"
     assert result.error["details"]["missing_permission"] == "resource:mark_unhealthy"
