@@ -193,7 +193,13 @@ def _bootstrap(python, conf, url):
 # --- the identity API, as the lab's admin ---------------------------------------
 
 def token(user="admin", project="admin"):
-    """A project-scoped token for a lab user (``(token, body)``)."""
+    """A project-scoped token for a lab user (``(token, body)``).
+
+    :raises KeystoneError: the lab's Keystone is not running (``status``
+        probes ask for a token whether it runs or not).
+    """
+    if not _url():
+        raise KeystoneError("the lab's Keystone is not running")
     body = {"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": user, "domain": {"id": "default"}, "password": password(user)}}},
