@@ -96,13 +96,10 @@ class MistralApi:
     def environment(self, name):
         """The variables of the environment ``name``, or None when it does
         not exist."""
-        try:
-            found = self._call("GET", f"/environments/{urllib.parse.quote(name, safe='')}")
-        except MistralApiError as error:
-            if error.http_status == 404:
-                return None
-            raise
-        variables = _decoded(found or {}).get("variables")
+        found = self.get_environment(name)
+        if found is None:
+            return None
+        variables = found.get("variables")
         return variables if isinstance(variables, dict) else {}
 
     # --- environments as claims (selfheal_actions.heat.stack_claim) ---------
