@@ -83,26 +83,30 @@ def _host_verdict(observation, streak, settings):
             kind, "disabled by an operator")
         return "skipped", reason, 0
     by_nova = nova_failing(observation)
-    if not settings.use_exporter:
-        if by_nova:
-            streak += 1
-            return ("failed" if streak >= settings.samples else "suspect"), None, streak
+    if settings.use_exporter:
+        disagreement = _disagreement(by_nova, observation.get("exporter"))
+        if disagreement:
+            return "disagree", disagreement, 0
+    if not by_nova:
         return "healthy", None, 0
-    exporter = observation.get("exporter")
-    if by_nova and exporter is False:
-        streak += 1
-        return ("failed" if streak >= settings.samples else "suspect"), None, streak
+    streak += 1
+    return ("failed" if streak >= settings.samples else "suspect"), None, streak
+
+
+def _disagreement(by_nova, exporter):
+    """Why Nova and the exporter (True up, False down, None no sample) do
+    not agree, or None when they do."""
     if by_nova and exporter is True:
-        return "disagree", ("nova-compute is down but the host's exporter answers: only "
-                            "nova-compute or its message bus failed, the guests may run; "
-                            "not fenced (restart nova-compute)"), 0
-    if by_nova:
-        return "disagree", ("Nova sees the host down but Prometheus has no exporter for it: "
-                            "cannot confirm; not fenced"), 0
-    if exporter is False:
-        return "disagree", ("the exporter is down but nova-compute reports: a monitoring or "
-                            "network problem, not a dead host"), 0
-    return "healthy", None, 0
+        return ("nova-compute is down but the host's exporter answers: only "
+                "nova-compute or its message bus failed, the guests may run; "
+                "not fenced (restart nova-compute)")
+    if by_nova and exporter is None:
+        return ("Nova sees the host down but Prometheus has no exporter for it: "
+                "cannot confirm; not fenced")
+    if not by_nova and exporter is False:
+        return ("the exporter is down but nova-compute reports: a monitoring or "
+                "network problem, not a dead host")
+    return None
 
 
 def decide(observations, streaks, settings, world):

@@ -148,7 +148,6 @@ class WatchHostsAction(SelfhealAction):
         return {
             "interval": inputs.number("interval", self.interval, 1, 300),
             "period": inputs.number("period", self.period, 0, 3600),
-            "samples": inputs.number("samples", self.samples, 1, 20, integer=True),
             "stale_after": inputs.number("stale_after", self.stale_after, 1, 3600),
             "prometheus_url": url,
             "prometheus_query": inputs.text("prometheus_query", self.prometheus_query,
