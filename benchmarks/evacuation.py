@@ -51,6 +51,7 @@ from selfheal_lab import scenario
 from selfheal_lab import tables
 from selfheal_lab.services import bmc
 from selfheal_lab.services import nova as nova_box
+from selfheal_lab.tables import spread
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 WF = "selfheal.host_failure.evacuate_host"
@@ -87,15 +88,6 @@ def bmc_fence_seconds(host):
     if not asked or not applied:
         return None
     return (min(applied) - min(asked)).total_seconds()
-
-
-def spread(values):
-    """Median, min and max of the values that are not None (None if none)."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
-            "max": round(max(values), 2), "values": [round(v, 2) for v in values]}
 
 
 def run_selfheal(cloud, host, servers, workflow_input):

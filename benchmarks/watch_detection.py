@@ -42,7 +42,6 @@ import datetime
 import json
 import pathlib
 import random
-import statistics
 import sys
 import time
 import uuid
@@ -53,6 +52,7 @@ from selfheal_lab import mistral_client
 from selfheal_lab import scenario
 from selfheal_lab import tables
 from selfheal_lab.services import bmc
+from selfheal_lab.tables import spread
 from selfheal_tools import install_watch
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -147,15 +147,6 @@ def timeline(died, heals, journals, migrations, expected_hosts):
         "healed": healed,
         "per_host": per_host,
     }
-
-
-def spread(values):
-    """``{median, min, max, values}`` of the values that are not None, or None."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
-            "max": round(max(values), 2), "values": [round(v, 2) for v in values]}
 
 
 def cycle_offsets(interval, period):

@@ -1,5 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Plain-text and Markdown tables for the demo and the benchmark."""
+"""Plain-text and Markdown tables for the demo and the benchmarks, and the
+spread of repeated measurements they show."""
+
+import statistics
+
+
+def spread(values):
+    """``{median, min, max, values}`` (rounded to 0.01) of the values that are
+    not None, or None when there are none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
+            "max": round(max(values), 2), "values": [round(v, 2) for v in values]}
 
 
 def format_table(rows, markdown=False, indent=""):
