@@ -6,6 +6,8 @@ each service gets its own. A stamp file holds a hash of the requirements: the
 venv is rebuilt only when they change, which makes ``lab up`` idempotent.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import pathlib
 import subprocess
@@ -40,15 +42,38 @@ def _requirements(name):
 def ensure(name, extra_requirements=()):
     """Create the venv ``name`` from ``requirements/<name>.txt`` if needed.
 
+    Two lab commands that need the same venv at once (a test run beside a
+    ``selfheal-lab up``) take turns: the second waits for the first build
+    and then uses it, instead of clearing it half-way.
+
     :param name: service name; its requirements file must exist.
     :param extra_requirements: more pip arguments hashed into the stamp.
     :returns: the venv's interpreter path.
     """
     wanted = _requirements(name) + "\n".join(extra_requirements)
     digest = hashlib.sha256(wanted.encode()).hexdigest()
-    stamp = venv_dir(name) / "selfheal-stamp"
-    if stamp.exists() and stamp.read_text() == digest and python(name).exists():
-        return python(name)
+    with _build_lock(name):
+        if stamp(name) == digest and python(name).exists():
+            return python(name)
+        _build(name, extra_requirements)
+        (venv_dir(name) / "selfheal-stamp").write_text(digest)
+    return python(name)
+
+
+@contextlib.contextmanager
+def _build_lock(name):
+    """Hold an exclusive lock on the venv ``name`` for one process at a time."""
+    lock_path = state.lab_dir() / "venvs" / f"{name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _build(name, extra_requirements):
     progress.step(f"building the {name} virtual environment (first time only, about a minute)")
     venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir(name))
     pip = [str(python(name)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
@@ -58,8 +83,6 @@ def ensure(name, extra_requirements=()):
         result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         sys.exit(f"installing the {name} venv failed; see {log}")
-    stamp.write_text(digest)
-    return python(name)
 
 
 def install_package(name, path, force=False):
