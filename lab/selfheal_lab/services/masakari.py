@@ -88,7 +88,8 @@ OPTIONS = {
     "service_disable_reason": ("host_failure", str, "Masakari detected host failed."),
     "add_reserved_host_to_aggregate": ("host_failure", bool, False),
 }
-#: the option each engine-side duration (seconds, integer) must respect
+#: lowest values above 0: Masakari's own minimum for the threads; a
+#: ``verify_interval`` of 0 would make every confirmation loop a busy loop
 _MINIMUM = {"host_failure_recovery_threads": 1, "verify_interval": 1}
 
 
