@@ -11,8 +11,8 @@ and ``api/v2/api.go``, and checked against the lab's 0.25 in
   when the matchers are equal and, for an active silence, ``startsAt`` is
   the same instant and ``endsAt`` not in the past (a pending one: ``startsAt``
   not in the past); otherwise the old one is expired and a new id answered.
-  An unknown id: 404. Missing ``createdBy`` / ``comment`` / matchers, or
-  ``endsAt`` before ``startsAt``: 400.
+  An unknown id: 404. No matchers: 422; ``endsAt`` not after ``startsAt``:
+  400. (0.25 takes an empty ``createdBy`` and ``comment``.)
 * ``GET /api/v2/silences?filter=name="value"``: every silence whose matchers
   include that one (expired ones too), with ``status.state``.
 * ``DELETE /api/v2/silence/{id}``: expires it (``endsAt`` = now; a pending
@@ -113,17 +113,14 @@ class FakeAlertmanager:
 
     def _post(self, body):
         if not body.get("matchers"):
-            return Response(400, "at least one matcher required")
-        if not body.get("createdBy"):
-            return Response(400, "creator information missing")
-        if not body.get("comment"):
-            return Response(400, "comment missing")
+            return Response(422, {"code": 612,
+                                  "message": "matchers in body should have at least 1 items"})
         now = _now()
         new = {"matchers": [dict(m) for m in body["matchers"]], "createdBy": body["createdBy"],
                "comment": body["comment"], "startsAt": _parse(body["startsAt"]),
                "endsAt": _parse(body["endsAt"]), "updatedAt": now}
-        if new["endsAt"] < new["startsAt"]:
-            return Response(400, "end time must not be before start time")
+        if new["endsAt"] <= new["startsAt"]:
+            return Response(400, "Failed to create silence: start time must be before end time")
         old_id = body.get("id")
         if old_id:
             old = self.silences.get(old_id)

@@ -187,3 +187,18 @@ def test_a_refusal_is_reported_with_alertmanagers_words():
         alert.expire("no-such-id")
     assert refused.value.reason == "alertmanager_refused"
     assert "HTTP 500" in refused.value.message
+
+
+def test_the_fake_refuses_what_alertmanager_refuses():
+    fake = FakeAlertmanager()
+    matchers = silences.Alertmanager(URL, fake).matchers(HOST)
+
+    def post(**body):
+        body = {"matchers": matchers, "createdBy": "", "comment": "", "startsAt": later(0),
+                "endsAt": later(1), **body}
+        return fake.request("POST", URL + "/api/v2/silences", json=body, timeout=5)
+
+    assert post().status_code == 200  # 0.25 takes an empty creator and comment
+    assert post(matchers=[]).status_code == 422
+    assert post(startsAt=later(1), endsAt=later(0)).status_code == 400
+    assert post(id="nope").status_code == 404
