@@ -11,14 +11,23 @@ from selfheal_actions.common import clients
 from selfheal_actions.common import timeutil
 from selfheal_actions.maintenance import monitoring as monitoring_actions
 from selfheal_actions.maintenance import silences
+from selfheal_actions.maintenance import vitrage as vitrage_api
 from tests.unit.fake_alertmanager import FakeAlertmanager
+from tests.unit.test_maintenance import FakeMonitor
 from tests.unit.test_maintenance import cloud
 from tests.unit.test_maintenance import disable
 from tests.unit.test_maintenance import enable
-from tests.unit.test_maintenance import vitrage  # noqa: F401 - fixture
 
 HOST = "h0"
 URL = "http://am.example:9093"
+
+
+@pytest.fixture
+def vitrage(monkeypatch):
+    """A Vitrage that answers (the silences come on top of it)."""
+    monitor = FakeMonitor()
+    monkeypatch.setattr(vitrage_api, "connect", lambda context: monitor)
+    return monitor
 
 
 @pytest.fixture
