@@ -299,7 +299,8 @@ def down_bmc(nova_info):
     write_cloud_config(nova_info)
 
 
-def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER, with_alarms=False):
+def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER, with_alarms=False,
+                     with_messaging=False):
     """Start (or keep) the authenticated lab: Keystone, Nova in a box with its
     Keystone door, and Mistral in ``authenticated`` mode with the workbooks
     (public, loaded as the lab's admin). Catalog: ``identity``, ``compute``
@@ -310,14 +311,20 @@ def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER, with_
 
     :param with_alarms: also the alarm chain: Heat and Zaqar behind Keystone
         (catalog ``orchestration``, ``messaging``) and Aodh (``alarming``).
+    :param with_messaging: also Zaqar behind Keystone (catalog
+        ``messaging``): each tenant project (``keystone.TENANTS``) has its
+        own queues there, where the maintenance notifications go.
     :returns: ``{"keystone", "nova", "mistral"}`` endpoints entries (and
-        ``"heat"``, ``"zaqar"``, ``"aodh"`` with alarms).
+        ``"heat"``, ``"zaqar"``, ``"aodh"`` with alarms; ``"zaqar"`` with
+        messaging).
     """
     identity = keystone.up()
     result = {"keystone": identity}
     if with_alarms:
         result.update(heat=heat.up(authenticated=True), zaqar=zaqar.up(with_keystone=True),
                       aodh=aodh.up())
+    elif with_messaging:
+        result.update(zaqar=zaqar.up(with_keystone=True))
     nova_info = nova.up(hosts=hosts, driver=driver)
     nova.open_keystone_door()
     mistral_info = mistral.up(mode="authenticated")
