@@ -61,7 +61,8 @@ def _up_authenticated(lab, with_alarms):
     shown = {"keystone": info["keystone"]["url"],
              "nova_keystone": info["nova"]["keystone_compute_url"],
              "mistral_authenticated": info["mistral"]["url"],
-             "users": {"admin": "admin/admin", "member": "member/demo"},
+             "users": {"admin": "admin/admin", "member": "member/demo",
+                       "member2": "member2/demo2"},
              "passwords_file": str(keystone.passwords_file())}
     if with_alarms:
         shown.update(heat_authenticated=info["heat"]["orchestration_url"],
