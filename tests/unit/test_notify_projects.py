@@ -157,3 +157,53 @@ def test_bad_input_changes_nothing(nova, zaqar, kwargs, fragment):
 def test_replies_need_the_projects():
     result = replies(projects=None)
     assert result.error["reason"] == "invalid_input"
+
+
+def test_with_keystone_each_project_is_reached_with_the_token_rescoped_to_it(
+        nova, monkeypatch):
+    """The caller's token re-scoped per project (keystoneauth v3.Token); a
+    project the caller has no role on is not_notified, the others are told."""
+    from keystoneauth1 import exceptions as ks_exc
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3
+
+    zaqar = FakeZaqar()
+    scoped = []
+
+    class Session:
+        def __init__(self, auth, verify=True, timeout=None):
+            self.project = auth.project_id
+            assert auth.auth_url == "http://keystone:5000/v3"
+            scoped.append(self.project)
+
+        def get_endpoint(self, **kwargs):
+            if self.project == "proj-b":
+                raise ks_exc.Unauthorized("no role on proj-b")
+            return "http://zaqar:8888"
+
+        def request(self, url, method, headers=None, **kwargs):
+            # Zaqar behind Keystone takes the project from the token
+            return zaqar.request(url, method, headers=dict(headers, **{
+                "X-Project-ID": self.project}), **kwargs)
+
+    monkeypatch.setattr(ks_session, "Session", Session)
+    monkeypatch.setattr(v3, "Token", lambda auth_url, token, project_id: type(
+        "Plugin", (), {"auth_url": auth_url, "project_id": project_id})())
+
+    class Security:
+        auth_token = "admin-token"
+        auth_uri = "http://keystone:5000/v3"
+        region_name = None
+
+    class WithToken(Context):
+        security = Security
+
+    monkeypatch.delenv(clients.CLOUD_CONFIG_ENV, raising=False)
+    result = notify.NotifyProjectsAction(host=HOST, session_id="s").run(WithToken())
+    assert result.error is None, result.error
+    assert sorted(scoped) == ["proj-a", "proj-b"]
+    assert result.data["projects"]["proj-a"]["outcome"] == "posted"
+    assert zaqar.bodies("proj-a", Q)[0]["instance_ids"] == ["a1", "a2"]
+    assert result.data["not_notified"] == ["proj-b"]
+    assert result.data["projects"]["proj-b"]["reason"] == projects.NO_ACCESS
+    assert zaqar.bodies("proj-b", Q) == []
