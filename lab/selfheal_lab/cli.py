@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The ``selfheal-lab`` command: the local lab of real OpenStack services.
 
-    selfheal-lab up [--with heat vitrage prometheus bmc masakari] [--auth]
+    selfheal-lab up [--with heat vitrage prometheus alertmanager bmc masakari] [--auth]
                                                      start (or keep) the lab
                     [--bmc-tls]                      (with bmc: Redfish over HTTPS)
     selfheal-lab status                              every lab service and its endpoints
@@ -18,7 +18,7 @@ import json
 import sys
 
 #: optional services ``up --with`` starts beside Nova and Mistral
-OPTIONAL_SERVICES = ("heat", "vitrage", "prometheus", "bmc", "masakari")
+OPTIONAL_SERVICES = ("heat", "vitrage", "prometheus", "alertmanager", "bmc", "masakari")
 
 
 def _up(args):
@@ -43,6 +43,8 @@ def _up(args):
         shown.update(prometheus=info["prometheus"]["url"])
     if "masakari" in info:
         shown.update(masakari=info["masakari"]["url"])
+    if "alertmanager" in info:
+        shown.update(alertmanager=info["alertmanager"]["url"])
     if "bmc" in info:  # the passwords stay in the 0600 inventory named here
         shown.update(redfish=info["bmc"]["redfish_url"],
                      fencing_inventory=info["bmc"]["inventory"])
@@ -64,7 +66,8 @@ def _up_authenticated(lab, with_alarms):
     shown = {"keystone": info["keystone"]["url"],
              "nova_keystone": info["nova"]["keystone_compute_url"],
              "mistral_authenticated": info["mistral"]["url"],
-             "users": {"admin": "admin/admin", "member": "member/demo"},
+             "users": {"admin": "admin/admin", "member": "member/demo",
+                       "member2": "member2/demo2"},
              "passwords_file": str(keystone.passwords_file())}
     if with_alarms:
         shown.update(heat_authenticated=info["heat"]["orchestration_url"],
@@ -112,7 +115,9 @@ def parser():
     up.add_argument("--with", dest="with_services", choices=OPTIONAL_SERVICES, nargs="*",
                     default=[], help="also heat (Heat and Zaqar: the autohealing flow), "
                     "vitrage (the Vitrage evaluator, loaded with the shipped templates), "
-                    "prometheus (Prometheus scraping a node exporter per compute host) and/or "
+                    "prometheus (Prometheus scraping a node exporter per compute host, and "
+                    "Alertmanager), alertmanager (Alertmanager alone: the maintenance "
+                    "silences) and/or "
                     "bmc (a Redfish emulator and an IPMI BMC wired to the compute hosts, and "
                     "the fencing inventory) and/or masakari (Masakari's API and engine with "
                     "Masakari's default options; needs --auth)")

@@ -29,6 +29,7 @@ from selfheal_lab import backends
 from selfheal_lab import mistral_client
 from selfheal_lab import progress
 from selfheal_lab import state
+from selfheal_lab.services import alertmanager
 from selfheal_lab.services import aodh
 from selfheal_lab.services import bmc
 from selfheal_lab.services import heat
@@ -41,7 +42,7 @@ from selfheal_lab.services import vitrage
 from selfheal_lab.services import zaqar
 
 #: optional services ``up_with`` (and ``selfheal-lab up --with``) starts
-OPTIONAL_SERVICES = ("heat", "vitrage", "prometheus", "bmc", "masakari")
+OPTIONAL_SERVICES = ("heat", "vitrage", "prometheus", "alertmanager", "bmc", "masakari")
 
 #: the explicit endpoint file of each Mistral mode that reads one (the
 #: authenticated Mistral reads none: its actions use the Keystone catalog,
@@ -66,7 +67,8 @@ def render_cloud_config(nova_info, endpoints, mode="embedded"):
     ``endpoints``: ``compute``, and ``orchestration`` (Heat), ``rca``
     (Vitrage's event API) and ``workflowv2`` (that Mistral's own v2 URL, where
     the actions start executions) when the lab runs them. Top-level
-    ``prometheus: {"url"}`` when the lab runs Prometheus, and
+    ``prometheus: {"url"}`` when the lab runs Prometheus,
+    ``alertmanager: {"url", "host_label"}`` when it runs Alertmanager, and
     ``fencing_inventory`` when it runs BMCs.
     """
     urls = {"compute": nova_info["compute_url"]}
@@ -86,6 +88,9 @@ def render_cloud_config(nova_info, endpoints, mode="embedded"):
     if prometheus_info:
         config["prometheus"] = {"url": prometheus_info["url"],
                                 "query": f'up{{job="{prometheus.JOB}"}}'}
+    alertmanager_info = endpoints.get(alertmanager.KEY)
+    if alertmanager_info:  # the host label is the one the lab's Prometheus sets
+        config["alertmanager"] = {"url": alertmanager_info["url"], "host_label": "instance"}
     bmc_info = endpoints.get(bmc.KEY)
     if bmc_info:  # the BMC passwords stay in that 0600 file, never here
         config["fencing_inventory"] = bmc_info["inventory"]
@@ -120,7 +125,8 @@ def write_cloud_config(nova_info, mode=None):
 
 def cloud_configs():
     """What the cloud config files name now, for ``selfheal-lab status``:
-    ``{mode: {"path", "workflowv2", "prometheus"}}`` for each file written."""
+    ``{mode: {"path", "workflowv2", "prometheus", "alertmanager"}}`` for each
+    file written."""
     shown = {}
     for mode in CLOUD_CONFIGS:
         path = cloud_config_path(mode)
@@ -130,7 +136,8 @@ def cloud_configs():
             continue
         shown[mode] = {"path": str(path),
                        "workflowv2": config.get("endpoints", {}).get("workflowv2"),
-                       "prometheus": config.get("prometheus")}
+                       "prometheus": config.get("prometheus"),
+                       "alertmanager": config.get("alertmanager")}
     return shown
 
 
@@ -208,7 +215,8 @@ def up_autoheal(**up_kwargs):
 def up_with(services=(), bmc_tls=None, **up_kwargs):
     """Start (or keep) the lab as :func:`up` does, plus the optional services
     named: ``heat`` (Heat and Zaqar, :func:`up_autoheal`), ``vitrage``,
-    ``prometheus`` (:func:`up_prometheus`), ``bmc`` (:func:`up_bmc`;
+    ``prometheus`` (:func:`up_prometheus`; Alertmanager with it),
+    ``alertmanager`` (:func:`up_alertmanager`), ``bmc`` (:func:`up_bmc`;
     ``bmc_tls``: its Redfish emulator over HTTPS) and ``masakari``
     (:func:`up_masakari`, with Masakari's default options).
 
@@ -225,6 +233,8 @@ def up_with(services=(), bmc_tls=None, **up_kwargs):
         write_cloud_config(result["nova"])  # now with Vitrage's endpoint (rca)
     if "prometheus" in services:
         result["prometheus"] = up_prometheus(result["nova"])
+    if "prometheus" in services or "alertmanager" in services:
+        result["alertmanager"] = up_alertmanager(result["nova"])
     if "bmc" in services:
         result["bmc"] = up_bmc(result["nova"], tls=bmc_tls)
     if "masakari" in services:
@@ -268,6 +278,24 @@ def down_prometheus(nova_info):
     write_cloud_config(nova_info)
 
 
+def up_alertmanager(nova_info):
+    """Alertmanager (:mod:`selfheal_lab.services.alertmanager`); the cloud
+    config names it (``alertmanager: {url, host_label}``), where the
+    maintenance flow creates its silences.
+
+    :returns: the alertmanager endpoints entry.
+    """
+    info = alertmanager.up()
+    write_cloud_config(nova_info)
+    return info
+
+
+def down_alertmanager(nova_info):
+    """Stop Alertmanager; the cloud config no longer names it."""
+    alertmanager.down()
+    write_cloud_config(nova_info)
+
+
 def up_bmc(nova_info, ipmi_hosts=None, tls=None):
     """The BMCs (:mod:`selfheal_lab.services.bmc`) for every running compute
     host of the lab, Redfish for all but the last, which gets an IPMI BMC (unless
@@ -290,7 +318,8 @@ def down_bmc(nova_info):
     write_cloud_config(nova_info)
 
 
-def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER, with_alarms=False):
+def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER, with_alarms=False,
+                     with_messaging=False):
     """Start (or keep) the authenticated lab: Keystone, Nova in a box with its
     Keystone door, and Mistral in ``authenticated`` mode with the workbooks
     (public, loaded as the lab's admin). Catalog: ``identity``, ``compute``
@@ -301,14 +330,20 @@ def up_authenticated(hosts=nova.DEFAULT_HOSTS, driver=nova.DEFAULT_DRIVER, with_
 
     :param with_alarms: also the alarm chain: Heat and Zaqar behind Keystone
         (catalog ``orchestration``, ``messaging``) and Aodh (``alarming``).
+    :param with_messaging: also Zaqar behind Keystone (catalog
+        ``messaging``): each tenant project (``keystone.TENANTS``) has its
+        own queues there, where the maintenance notifications go.
     :returns: ``{"keystone", "nova", "mistral"}`` endpoints entries (and
-        ``"heat"``, ``"zaqar"``, ``"aodh"`` with alarms).
+        ``"heat"``, ``"zaqar"``, ``"aodh"`` with alarms; ``"zaqar"`` with
+        messaging).
     """
     identity = keystone.up()
     result = {"keystone": identity}
     if with_alarms:
         result.update(heat=heat.up(authenticated=True), zaqar=zaqar.up(with_keystone=True),
                       aodh=aodh.up())
+    elif with_messaging:
+        result.update(zaqar=zaqar.up(with_keystone=True))
     nova_info = nova.up(hosts=hosts, driver=driver)
     nova.open_keystone_door()
     mistral_info = mistral.up(mode="authenticated")
@@ -337,6 +372,7 @@ def down():
     masakari.down()
     bmc.down()
     prometheus.down()
+    alertmanager.down()
     aodh.down()
     zaqar.down()
     heat.down()
@@ -360,7 +396,8 @@ def status():
     return {"nova": nova.status(), "mistral": mistral.status(),
             "vitrage": vitrage.status(), "heat": heat.status(), "zaqar": zaqar.status(),
             "keystone": keystone.status(), "aodh": aodh.status(), "bmc": bmc.status(),
-            "prometheus": prometheus.status(), "masakari": masakari.status(),
+            "prometheus": prometheus.status(), "alertmanager": alertmanager.status(),
+            "masakari": masakari.status(),
             "cloud_config": cloud_configs(),
             "heat_authenticated": heat.status(authenticated=True),
             "private_backends": backends.running_private(),

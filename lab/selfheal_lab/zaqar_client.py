@@ -66,3 +66,12 @@ def post(queue, *bodies, ttl=3600, token=None):
     answer = _request("POST", f"/v2/queues/{urllib.parse.quote(queue)}/messages",
                       {"messages": [{"body": body, "ttl": ttl} for body in bodies]}, token=token)
     return [ref.rsplit("/", 1)[-1] for ref in answer["resources"]]
+
+
+def messages(queue, token=None, limit=20):
+    """The bodies of the messages on ``queue`` (every client's; not claimed
+    ones: ``include_claimed`` fails on the Redis store), oldest first, up to
+    ``limit``."""
+    answer = _request("GET", f"/v2/queues/{urllib.parse.quote(queue)}/messages?echo=true"
+                      f"&limit={int(limit)}", token=token) or {}
+    return [m["body"] for m in answer.get("messages") or []]

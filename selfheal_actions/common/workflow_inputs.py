@@ -156,6 +156,12 @@ RULES = {
     "settle_after": _number(0, 3600),
     "kill_switch": _text,
     "keep_executions": _integer(1, 1000),
+    # project notifications of planned maintenance (selfheal.maintenance.notify_projects)
+    "state": _one_of("MAINTENANCE", "IN_MAINTENANCE", "MAINTENANCE_COMPLETE"),
+    "lead_time": _integer(0, 604800),
+    "projects": _mapping,
+    "session_id": _optional_text,
+    "queue": _text,
 }
 
 #: where a workflow's action takes other bounds than the shared rule

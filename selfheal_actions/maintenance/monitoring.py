@@ -1,12 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """Planned maintenance of a compute host: take it out of monitoring and back.
 
-``selfheal.disable_monitoring`` tells the monitor (Vitrage, when present) that
-the host is in maintenance, so that no alarm for it starts healing, and
+``selfheal.disable_monitoring`` tells the monitors that the host is in
+maintenance: a Prometheus Alertmanager silence of the host for the window
+(when the cloud config names an Alertmanager,
+:mod:`selfheal_actions.maintenance.silences`) and the Vitrage maintenance
+alarm (when Vitrage is present), so that no alarm for it pages anyone or
+starts healing; and it
 disables its nova-compute service with the maintenance marker
 (:mod:`selfheal_actions.common.markers`), which the host failure flow refuses to
-touch unless forced. ``selfheal.enable_monitoring`` undoes exactly that, and
-only on a healthy host.
+touch unless forced. ``selfheal.enable_monitoring`` undoes exactly that (the
+silence expired, the alarm cleared), and only on a healthy host.
 
 What was done is recorded where it survives any restart: in the service's
 disabled reason, e.g.::
@@ -34,6 +38,7 @@ from selfheal_actions.common.results import InvalidInput
 from selfheal_actions.common.results import SelfhealAction
 from selfheal_actions.common.results import change
 from selfheal_actions.common.results import raise_if_forbidden
+from selfheal_actions.maintenance import silences
 from selfheal_actions.maintenance import vitrage
 
 DEFAULT_REASON = "planned maintenance"
@@ -72,6 +77,47 @@ def _until(value):
     return timeutil.iso(moment)
 
 
+def _silence_unavailable(host, error, what):
+    return ActionFailure(
+        "silence_unavailable",
+        f"{error.message}, so host '{host}' {what}; nothing was changed. Fix the "
+        "Alertmanager settings (cloud config 'alertmanager: {url}'), or pass "
+        "require_silence=false to go on without it.", host=host, silence_reason=error.reason)
+
+
+def _silence(host, until, text, by, require, dry_run, changes):
+    """Create or extend selfheal's Alertmanager silence of ``host`` (see
+    :meth:`silences.Alertmanager.ensure`); the ``silence`` output."""
+    try:
+        state = silences.connect().ensure(host, until=timeutil.parse_time(until), text=text,
+                                          by=by, dry_run=dry_run)
+    except silences.SilencesUnavailable as error:
+        if require:
+            raise _silence_unavailable(host, error, "cannot be silenced") from None
+        return {"backend": None, "id": None, "changed": False, "reason": error.reason,
+                "message": f"{error.message}; no silence was made"}
+    if state["changed"]:
+        changes.append(change(f"alertmanager silences of host {host}",
+                              f"silence_{state['change']}", silence_id=state["id"],
+                              ends_at=state["ends_at"]))
+    return state
+
+
+def _unsilence(host, require, dry_run, changes):
+    """Expire selfheal's silences of ``host``; the ``silence`` output."""
+    try:
+        state = silences.connect().end(host, dry_run=dry_run)
+    except silences.SilencesUnavailable as error:
+        if require and error.reason != silences.NOT_CONFIGURED:
+            raise _silence_unavailable(host, error, "cannot be unsilenced") from None
+        return {"backend": None, "expired": [], "changed": False, "reason": error.reason,
+                "message": f"{error.message}; silences were not changed"}
+    for silence_id in state["expired"]:
+        changes.append(change(f"alertmanager silences of host {host}", "silence_expired",
+                              silence_id=silence_id))
+    return state
+
+
 def _refuse_foreign(service, host, force, kind):
     """Refuse a service disabled by someone else (or fenced) unless ``force``."""
     if force:
@@ -108,35 +154,48 @@ class DisableMonitoringAction(SelfhealAction):
     exactly that; the host failure flow refuses a host carrying it unless
     forced. Without Vitrage, the Nova part still happens and ``monitoring``
     says why it was not changed (``require_monitoring`` makes that an
-    error). Running it again changes nothing.
+    error). When the cloud config names an Alertmanager, the host's alerts
+    are silenced until ``until`` (or for its ``default_seconds``): one
+    silence per host, found again by its marker, so a rerun extends it
+    instead of making a second (``silence``; ``require_silence`` makes a
+    missing or failing Alertmanager an error). Running it again changes
+    nothing.
 
     :param host: nova-compute service host name (string, required).
     :param reason: why, written in the disabled reason and the event.
     :param until: expected end of the maintenance (UTC time, optional).
     :param require_monitoring: fail, changing nothing, when Vitrage cannot
         be told (default false: go on with the Nova part).
+    :param require_silence: fail, changing nothing, when no Alertmanager
+        silence can be made (default false: go on and say why).
     :param force: take over a service disabled by someone else (or fenced).
     :param dry_run: report what would change, change nothing.
     :param microversion: compute API microversion; empty negotiates.
     :returns: ``host``, ``service_id``, ``marker``, ``until``,
-        ``previous_reason`` (a reason replaced with force), ``monitoring``
+        ``previous_reason`` (a reason replaced with force), ``silence``
+        (``backend``: alertmanager or null, ``id``, ``starts_at``,
+        ``ends_at``, ``changed``, ``change``: created, extended or
+        unchanged; ``reason`` and ``message`` when none was made:
+        alertmanager_not_configured, alertmanager_unreachable,
+        alertmanager_refused), ``monitoring``
         (``backend``: vitrage or null, ``in_maintenance``, ``changed``,
         ``reason`` and ``message`` when not changed: vitrage_not_installed,
         vitrage_not_configured, vitrage_unreachable), ``changes``. Error
         reasons: ``invalid_input``, ``host_not_found``,
         ``disabled_by_someone_else``, ``host_fenced``,
-        ``monitoring_unavailable``, ``nova_refused``, plus the client errors
-        of fence_host.
+        ``monitoring_unavailable``, ``silence_unavailable``, ``nova_refused``,
+        plus the client errors of fence_host.
     """
 
     action_name = "selfheal.disable_monitoring"
 
     def __init__(self, host, reason=DEFAULT_REASON, until=None, require_monitoring=False,
-                 force=False, dry_run=False, microversion=None):
+                 force=False, dry_run=False, microversion=None, require_silence=False):
         self.host = host
         self.reason = reason
         self.until = until
         self.require_monitoring = require_monitoring
+        self.require_silence = require_silence
         self.force = force
         self.dry_run = dry_run
         self.microversion = microversion
@@ -146,6 +205,7 @@ class DisableMonitoringAction(SelfhealAction):
         reason = inputs.text("reason", self.reason, required=False) or DEFAULT_REASON
         until = _until(self.until)
         require = inputs.boolean("require_monitoring", self.require_monitoring)
+        require_silence = inputs.boolean("require_silence", self.require_silence)
         force = inputs.boolean("force", self.force)
         dry_run = inputs.boolean("dry_run", self.dry_run)
         version = inputs.microversion("microversion", self.microversion)
@@ -160,7 +220,9 @@ class DisableMonitoringAction(SelfhealAction):
         note = parse_note(current["note"]) if ours else {"monitored": False, "until": None,
                                                          "text": reason}
         by = clients.execution_id(context)
-        changes = []
+        changes = self.changes_so_far = []
+        silence = _silence(host, until or note["until"], note["text"], by, require_silence,
+                           dry_run, changes)
         state = {"backend": vitrage.BACKEND if note["monitored"] else None,
                  "in_maintenance": note["monitored"], "changed": False}
         if not note["monitored"]:
@@ -188,7 +250,7 @@ class DisableMonitoringAction(SelfhealAction):
             marker = markers.make(markers.MAINTENANCE, by, text)
         resource = f"nova-compute service on {host}"
         result = {"host": host, "service_id": service["id"], "until": until or note["until"],
-                  "monitoring": state, "marker": marker}
+                  "monitoring": state, "silence": silence, "marker": marker}
         if disabled and not ours:
             result["previous_reason"] = service.get("disabled_reason")
         if marker != service.get("disabled_reason"):
@@ -215,8 +277,10 @@ class EnableMonitoringAction(SelfhealAction):
     maintenance alarm while a fault is still present would make Vitrage
     start healing at once). Undoes what ``selfheal.disable_monitoring``
     recorded in the service's marker: clears the maintenance alarm in
-    Vitrage if it raised it, then enables the service. Running it on an
-    enabled host changes nothing.
+    Vitrage if it raised it, expires selfheal's Alertmanager silences of the
+    host (found by their marker; an operator's own are left), then enables
+    the service. Running it on an enabled host changes nothing (but for a
+    silence of selfheal still left, which it expires).
 
     :param host: nova-compute service host name (string, required).
     :param require_monitoring: fail, changing nothing, when the maintenance
@@ -229,19 +293,23 @@ class EnableMonitoringAction(SelfhealAction):
     :param microversion: compute API microversion; empty negotiates.
     :returns: ``host``, ``service_id``, ``enabled``, ``monitoring``
         (``backend``, ``changed``, ``in_maintenance``, and ``reason`` /
-        ``message`` when not changed), ``changes``. Error reasons:
+        ``message`` when not changed), ``silence`` (``backend``,
+        ``expired``: the silence ids, ``changed``; ``reason`` and ``message``
+        when Alertmanager could not be used), ``changes``. Error reasons:
         ``invalid_input``, ``host_not_found``, ``host_not_healthy``,
         ``disabled_by_someone_else``, ``host_fenced``,
-        ``monitoring_unavailable``, ``nova_refused``, plus the client errors
-        of fence_host.
+        ``monitoring_unavailable``, ``silence_unavailable`` (with
+        ``require_silence`` only, never for an Alertmanager not configured),
+        ``nova_refused``, plus the client errors of fence_host.
     """
 
     action_name = "selfheal.enable_monitoring"
 
     def __init__(self, host, require_monitoring=False, force=False, dry_run=False,
-                 microversion=None):
+                 microversion=None, require_silence=False):
         self.host = host
         self.require_monitoring = require_monitoring
+        self.require_silence = require_silence
         self.force = force
         self.dry_run = dry_run
         self.microversion = microversion
@@ -249,6 +317,7 @@ class EnableMonitoringAction(SelfhealAction):
     def execute(self, context):
         host = inputs.text("host", self.host)
         require = inputs.boolean("require_monitoring", self.require_monitoring)
+        require_silence = inputs.boolean("require_silence", self.require_silence)
         force = inputs.boolean("force", self.force)
         dry_run = inputs.boolean("dry_run", self.dry_run)
         version = inputs.microversion("microversion", self.microversion)
@@ -258,7 +327,8 @@ class EnableMonitoringAction(SelfhealAction):
         result = {"host": host, "service_id": service["id"], "enabled": True,
                   "monitoring": {"backend": None, "changed": False, "in_maintenance": False},
                   "changes": []}
-        if service["status"] != "disabled":
+        if service["status"] != "disabled":  # a silence left by a run that stopped midway
+            result["silence"] = _unsilence(host, require_silence, dry_run, result["changes"])
             return result
         current = markers.parse(service.get("disabled_reason"))
         ours = bool(current) and current["kind"] == markers.MAINTENANCE
@@ -297,6 +367,7 @@ class EnableMonitoringAction(SelfhealAction):
             state.update(reason="not_raised_by_selfheal",
                          message="selfheal did not raise a maintenance alarm for this host; "
                          "monitoring was not changed")
+        result["silence"] = _unsilence(host, require_silence, dry_run, result["changes"])
         if not dry_run:
             try:
                 nova.enable(service["id"])

@@ -74,7 +74,8 @@ def test_up_waits_for_the_first_scrape_of_every_host_and_the_cloud_config_names_
     assert shown["prometheus"]["healthy"]
     assert shown["cloud_config"]["embedded"] == {
         "path": lab_info["cloud_config"], "workflowv2": lab_info["mistral"]["url"],
-        "prometheus": {"url": prom["url"], "query": 'up{job="selfheal-node"}'}}
+        "prometheus": {"url": prom["url"], "query": 'up{job="selfheal-node"}'},
+        "alertmanager": None}  # up_prometheus alone starts no Alertmanager
 
 
 def test_a_dead_host_is_down_in_nova_and_its_exporter_dark(cloud, hosts):

@@ -65,7 +65,8 @@ def test_write_cloud_config_writes_the_distributed_file_only_when_that_mistral_i
     assert not lab.cloud_config_path("distributed").exists()
     assert lab.cloud_configs() == {"embedded": {
         "path": str(path), "workflowv2": "http://127.0.0.1:8989/v2",
-        "prometheus": {"url": "http://127.0.0.1:9090", "query": 'up{job="selfheal-node"}'}}}
+        "prometheus": {"url": "http://127.0.0.1:9090", "query": 'up{job="selfheal-node"}'},
+        "alertmanager": None}}
     state.update_endpoints("mistral_distributed", {"url": "http://127.0.0.1:8990/v2"})
     lab.write_cloud_config(NOVA)
     config = json.loads(lab.cloud_config_path("distributed").read_text())
@@ -82,9 +83,12 @@ def test_up_with_prometheus_starts_it_for_the_running_hosts_then_names_it(monkey
     monkeypatch.setattr(lab.nova, "hosts", lambda: [{"host": "c1", "running": True},
                                                     {"host": "c2", "running": False}])
     monkeypatch.setattr(lab.prometheus, "up", lambda hosts: calls.append(hosts) or {"url": "p"})
+    monkeypatch.setattr(lab.alertmanager, "up", lambda: calls.append("am") or {"url": "a"})
     monkeypatch.setattr(lab, "write_cloud_config", lambda nova: calls.append("config"))
-    assert lab.up_with(["prometheus"])["prometheus"] == {"url": "p"}
-    assert calls == [["c1"], "config"]
+    started = lab.up_with(["prometheus"])
+    assert started["prometheus"] == {"url": "p"} and started["alertmanager"] == {"url": "a"}
+    # Alertmanager comes with Prometheus, as in a real monitoring stack
+    assert calls == [["c1"], "config", "am", "config"]
 
 
 def test_the_command_offers_every_optional_service_of_the_lab():

@@ -187,3 +187,29 @@ def test_hosts_still_silent_after_a_mass_event_are_held_while_it_settles():
     decision = deciding.decide(late, {"c1": 5}, BOTH, world(settling="3 s ago"))
     assert decision["start"] == [] and decision["gate"] == "settling"
     assert "not fenced for being late" in deciding.decision_line(1, decision)
+
+
+def test_the_marker_the_maintenance_flow_writes_makes_the_watch_skip_the_host(use_fake):
+    """End to end on fakes: selfheal.disable_monitoring's own disabled reason
+    (not a hand-made marker) is read by the watch's Nova signal as planned
+    maintenance, and a host that then dies is skipped, never healed. (The
+    Alertmanager silence is not a signal of the watch: the Nova marker is the
+    one record that the maintenance flow always writes.)"""
+    from selfheal_actions.maintenance import monitoring
+    from selfheal_actions.watch import signals
+    from tests.unit.fake_nova import FakeNova
+    from tests.unit.fake_nova import service
+    from tests.unit.test_fencing import Context
+
+    nova = use_fake(FakeNova(services=[service("c1"), service("c2"), service("c3")]))
+    done = monitoring.DisableMonitoringAction(host="c1", reason="disk swap").run(Context())
+    assert done.error is None, done.error
+    services = [dict(s, binary="nova-compute", updated_at="2026-12-02T02:00:00")
+                for s in nova.services]
+    services[0].update(state="down")
+    observations, _ = signals.nova_observations(services, stale_after=30)
+    assert observations[0]["marker"] == "maintenance"
+    decision = run_cycles(5, observations, settings=NOVA_ONLY)
+    assert decision["start"] == []
+    assert verdict(decision, "c1")["verdict"] == "skipped"
+    assert verdict(decision, "c1")["reason"] == "planned maintenance"

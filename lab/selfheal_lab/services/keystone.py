@@ -9,7 +9,12 @@ venv. ``up()`` bootstraps it once with what the authenticated lab needs:
 * project ``service`` and one service user per lab service that validates
   tokens (``mistral``, ``nova``, ``heat``, ``zaqar``, ``aodh``, ``masakari``),
   admin there;
-* a non-admin ``member`` user, role ``member`` on its own project ``demo``.
+* a non-admin ``member`` user, role ``member`` on its own project ``demo``,
+  and a second tenant, ``member2`` on ``demo2`` (:data:`TENANTS`: two
+  projects owning instances on the same hosts); ``admin`` has the role
+  ``member`` on both, as an operator who notifies the projects of a planned
+  maintenance needs (selfheal posts on each project's queue with the
+  caller's token re-scoped to that project).
 
 Passwords are generated per lab folder and kept in ``passwords.json`` in
 the service folder (mode 0600); they are never printed. ``endpoints.json``
@@ -40,6 +45,8 @@ SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wsgi_s
 REGION = "RegionOne"
 SERVICE_USERS = ("mistral", "nova", "heat", "zaqar", "aodh", "masakari")
 MEMBER = {"user": "member", "project": "demo", "role": "member"}
+#: the tenant projects (each with its own user, role member)
+TENANTS = (MEMBER, {"user": "member2", "project": "demo2", "role": "member"})
 START_TIMEOUT = 90.0
 
 
@@ -77,9 +84,9 @@ def _passwords():
     the lab later (a new service user) gets one too, the others are kept."""
     path = passwords_file()
     chosen = json.loads(path.read_text()) if path.exists() else {}
-    users = ("admin", MEMBER["user"]) + SERVICE_USERS
+    users = ("admin",) + tuple(t["user"] for t in TENANTS) + SERVICE_USERS
     missing = [user for user in users if user not in chosen]
-    if missing:
+    if missing:  # a new lab, or users added since this one was made
         chosen.update({user: secrets.token_urlsafe(18) for user in missing})
         state.write_private(path, json.dumps(chosen))
     return chosen
@@ -148,7 +155,8 @@ def up(timeout=START_TIMEOUT):
     commands = {"server": [str(python), SERVER_SCRIPT, "--app", "keystone",
                            "--config-file", str(conf), "--port", str(port)]}
     info = {"url": url, "port": port, "region": REGION, "admin": {"user": "admin",
-            "project": "admin"}, "member": dict(MEMBER), "service_project": "service",
+            "project": "admin"}, "member": dict(MEMBER),
+            "tenants": [dict(t) for t in TENANTS], "service_project": "service",
             "service_users": list(SERVICE_USERS), "config": str(conf)}
     progress.step(f"starting Keystone on port {port}")
     info = managed.start(SERVICE, KEY, commands, fingerprint, info, _probe, timeout, "Keystone")
@@ -252,13 +260,23 @@ def _ensure_users(info):
         created = _ensure("users", "user", user, {"domain_id": "default",
                                                   "password": password(user)}, admin_token)
         _grant(service["id"], created["id"], "admin", admin_token)
-    demo = _ensure("projects", "project", MEMBER["project"], {"domain_id": "default"},
-                   admin_token)
-    member = _ensure("users", "user", MEMBER["user"], {"domain_id": "default",
-                                                       "password": password(MEMBER["user"]),
-                                                       "default_project_id": demo["id"]},
-                     admin_token)
-    _grant(demo["id"], member["id"], MEMBER["role"], admin_token)
+    admin = _find("users", "admin", admin_token)
+    for tenant in TENANTS:
+        project = _ensure("projects", "project", tenant["project"], {"domain_id": "default"},
+                          admin_token)
+        user = _ensure("users", "user", tenant["user"], {
+            "domain_id": "default", "password": password(tenant["user"]),
+            "default_project_id": project["id"]}, admin_token)
+        _grant(project["id"], user["id"], tenant["role"], admin_token)
+        _grant(project["id"], admin["id"], "member", admin_token)
+
+
+def project_id(name):
+    """The id of the lab project ``name`` (admin, demo, demo2, service)."""
+    found = _find("projects", name, token()[0])
+    if not found:
+        raise KeystoneError(f"the lab's Keystone has no project {name!r}")
+    return found["id"]
 
 
 def register_endpoint(service_type, name, url):
