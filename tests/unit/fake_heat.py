@@ -17,7 +17,8 @@ NESTED = "web-group-abc/nested-id"
 
 class FakeHeat:
     def __init__(self, members=3, update_polls=2, root_status="CREATE_COMPLETE",
-                 update_result="UPDATE_COMPLETE", member_type="OS::Heat::TestResource"):
+                 update_result="UPDATE_COMPLETE", member_type="OS::Heat::TestResource",
+                 fail_updates=0):
         #: ``OS::Heat::TestResource`` members, or a template name: each member
         #: is then a nested stack holding a ``server`` (the shipped template)
         self.member_type = member_type
@@ -28,6 +29,9 @@ class FakeHeat:
         self.updated_time = None
         self.update_polls = update_polls
         self.update_result = update_result
+        #: the next updates that fail (then update_result again), like a
+        #: replacement Nova cannot place for a while
+        self.fail_updates = fail_updates
         self.polls_left = None
         self.members = {str(i): self._new_member(str(i)) for i in range(members)}
         self.events = []
@@ -100,9 +104,13 @@ class FakeHeat:
     def _finish_update(self):
         self.polls_left = None
         self.root_status = self.update_result
-        if self.update_result != "UPDATE_COMPLETE":
+        if self.fail_updates > 0:
+            self.fail_updates -= 1
+            self.root_status = "UPDATE_FAILED"
+        if self.root_status != "UPDATE_COMPLETE":
             self.root_reason = "Resource UPDATE failed: boom"
             return
+        self.root_reason = "Stack UPDATE completed successfully"
         for name, member in list(self.members.items()):
             if member["status"] == "CHECK_FAILED":
                 self.events.append({"name": name, "physical_id": member["physical_id"],
