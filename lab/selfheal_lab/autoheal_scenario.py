@@ -19,6 +19,10 @@ from selfheal_lab import state
 from selfheal_lab import zaqar_client
 
 TRIGGERED_WORKFLOW = "selfheal.autoheal.heal_from_alarm"
+#: the lab's member whose creations fail on demand
+#: (:func:`selfheal_lab.services.heat.fail_member_creates`)
+FLAKY_MEMBER = "Selfheal::Lab::Member"
+MEMBER_TYPES = ("OS::Heat::TestResource", FLAKY_MEMBER)
 PLAIN_WORKFLOW = "selfheal.autoheal.mark_unhealthy"
 
 
@@ -32,15 +36,15 @@ MEMBER_TEMPLATE = {
 }
 
 
-def group_template(count, nested_members=False):
+def group_template(count, nested_members=False, member_type="OS::Heat::TestResource"):
     """A ResourceGroup of ``count`` OS::Heat::TestResource members (no Nova
     needed); ``nested_members``: each member a nested stack of
-    :data:`MEMBER_TEMPLATE` (``member.yaml`` in the files)."""
+    :data:`MEMBER_TEMPLATE` (``member.yaml`` in the files); ``member_type``:
+    e.g. :data:`FLAKY_MEMBER`, whose creations the lab can make fail."""
     if nested_members:
         definition = {"type": "member.yaml", "properties": {"index": "%index%"}}
     else:
-        definition = {"type": "OS::Heat::TestResource",
-                      "properties": {"value": "member %index%"}}
+        definition = {"type": member_type, "properties": {"value": "member %index%"}}
     return {
         "heat_template_version": "2018-08-31",
         "resources": {"group": {"type": "OS::Heat::ResourceGroup", "properties": {
@@ -108,11 +112,13 @@ class AutohealLab:
 
     # --- stacks ------------------------------------------------------------
 
-    def create_group(self, name, count=3, timeout=120, nested_members=False):
+    def create_group(self, name, count=3, timeout=120, nested_members=False,
+                     member_type="OS::Heat::TestResource"):
         """Create a stack with a group of ``count`` members; return its id."""
         files = {"member.yaml": json.dumps(MEMBER_TEMPLATE)} if nested_members else {}
         created = self.heat().stacks.create(
-            stack_name=name, template=group_template(count, nested_members), files=files)
+            stack_name=name, template=group_template(count, nested_members, member_type),
+            files=files)
         stack_id = created["stack"]["id"]
         self.wait_stack(stack_id, "CREATE_COMPLETE", timeout)
         return stack_id
@@ -139,7 +145,7 @@ class AutohealLab:
         resources = self.heat().resources.list(stack_id, nested_depth=3)
         names = {r.physical_resource_id: r.resource_name for r in resources}
         for r in resources:
-            if r.resource_type != "OS::Heat::TestResource":
+            if r.resource_type not in MEMBER_TYPES:
                 continue
             parent = next((link["href"].rstrip("/").rsplit("/", 1)[-1]
                            for link in r.links if link.get("rel") == "stack"), None)
