@@ -36,6 +36,43 @@ MEMBER_TEMPLATE = {
 }
 
 
+#: stand-ins for what the shipped auto-scaling template needs from services the
+#: no-auth lab's Heat cannot reach (no Keystone catalog): the lab subscribes
+#: the queue itself (:meth:`AutohealLab.subscribe_trigger`)
+SCALING_REGISTRY = {"OS::Zaqar::Queue": "OS::Heat::None",
+                    "OS::Zaqar::MistralTrigger": "OS::Heat::None",
+                    "OS::Heat::ScalingPolicy": "Selfheal::Lab::ScalingPolicy"}
+
+def lab_member_template(create_seconds=0, delete_seconds=0):
+    """heat_templates/autohealing_member.yaml's interface, its server a
+    :data:`FLAKY_MEMBER` (no Nova, no Aodh in the lab's Heat) that takes
+    ``create_seconds`` to build and ``delete_seconds`` to delete."""
+    return {
+        "heat_template_version": "2018-08-31",
+        "parameters": {name: {"type": "string"}
+                       for name in ("image", "flavor", "network", "alarm_queue")},
+        "resources": {"server": {"type": FLAKY_MEMBER, "properties": {
+            "value": {"get_param": "image"},
+            "action_wait_secs": {"create": create_seconds, "delete": delete_seconds}}}},
+        "outputs": {"OS::stack_id": {"value": {"get_resource": "server"}}},
+    }
+
+
+def shipped_scaling_stack(min_size=3, max_size=6, cooldown=0, create_seconds=0,
+                          delete_seconds=0):
+    """``stacks.create`` arguments for heat_templates/autohealing_autoscaling_group.yaml
+    on the lab: the shipped template itself, its members' servers lab
+    members (:func:`lab_member_template`) and the service resources
+    stand-ins (:data:`SCALING_REGISTRY`)."""
+    path = state.SOURCE_ROOT / "heat_templates" / "autohealing_autoscaling_group.yaml"
+    member = lab_member_template(create_seconds, delete_seconds)
+    return {"template": path.read_text(),
+            "files": {"autohealing_member.yaml": json.dumps(member)},
+            "environment": {"resource_registry": dict(SCALING_REGISTRY), "parameters": {
+                "image": "lab", "flavor": "lab", "network": "lab", "min_size": min_size,
+                "max_size": max_size, "cooldown": cooldown}}}
+
+
 def group_template(count, nested_members=False, member_type="OS::Heat::TestResource"):
     """A ResourceGroup of ``count`` OS::Heat::TestResource members (no Nova
     needed); ``nested_members``: each member a nested stack of
@@ -122,6 +159,46 @@ class AutohealLab:
         stack_id = created["stack"]["id"]
         self.wait_stack(stack_id, "CREATE_COMPLETE", timeout)
         return stack_id
+
+    def create_scaling_group(self, name, min_size=3, timeout=180, **params):
+        """Create a stack from the shipped auto-scaling template
+        (:func:`shipped_scaling_stack`); return its id."""
+        created = self.heat().stacks.create(stack_name=name,
+                                            **shipped_scaling_stack(min_size, **params))
+        stack_id = created["stack"]["id"]
+        self.wait_stack(stack_id, "CREATE_COMPLETE", timeout)
+        return stack_id
+
+    def signal(self, stack_id, policy):
+        """Signal a scaling policy (``scale_up_policy``, ``scale_down_policy``)
+        through Heat's API, as an alarm action does."""
+        self.heat().resources.signal(stack_id, policy)
+
+    def scaling(self, stack_id):
+        """True while the group applies a scaling signal."""
+        return bool(self.heat().resources.metadata(stack_id, "members").get(
+            "scaling_in_progress"))
+
+    def wait_scaled(self, stack_id, size, timeout=120):
+        """Wait until the group has ``size`` members and no scaling runs."""
+        deadline = time.monotonic() + timeout
+        while len(self.servers(stack_id)) != size or self.scaling(stack_id):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"group of {stack_id}: {len(self.servers(stack_id))} "
+                                   f"members, waited for {size}")
+            time.sleep(0.3)
+
+    def servers(self, stack_id):
+        """``{server physical id: member name}`` of a scaling group's members."""
+        resources = self.heat().resources.list(stack_id, nested_depth=3)
+        names = {r.physical_resource_id: r.resource_name for r in resources}
+        found = {}
+        for r in resources:
+            if r.resource_type == FLAKY_MEMBER and r.physical_resource_id:
+                parent = next((link["href"].rstrip("/").rsplit("/", 1)[-1]
+                               for link in r.links if link.get("rel") == "stack"), None)
+                found[r.physical_resource_id] = names.get(parent)
+        return found
 
     def stack(self, stack_id):
         return self.heat().stacks.get(stack_id)

@@ -38,6 +38,8 @@ FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 2.0
 #: how often a heal waiting for the stack's claim tries to mark its member
 PREMARK_EVERY = 1.0
+#: how many members deleted from a group are searched for a removed server
+DELETED_MEMBERS_SEARCHED = 20
 HEALTHY = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "CHECK_COMPLETE", "RESUME_COMPLETE",
            "ADOPT_COMPLETE")
 
@@ -104,7 +106,8 @@ def check_replaceable(resource, resources=()):
             f"'{resource['name']}' is a {resource['type']} (a group or nested stack): "
             f"marking it would rebuild everything in it. {hint}",
             member=resource["name"], type=resource["type"], members=members[:20])
-    if resource["status"].startswith("DELETE_"):
+    if resource["status"].startswith("DELETE_") and not resource["status"].endswith(
+            "_IN_PROGRESS"):
         raise ActionFailure(
             "member_not_replaceable",
             f"'{resource['name']}' is being deleted ({resource['status']}); nothing to heal.",
@@ -356,8 +359,18 @@ class MemberHealing:
             resources = self.heat.resources(root["identity"], self.args["nested_depth"])
             resource = self._locate(root, resources, member, retrying)
             if resource is None:
+                if self._deleting(resources) and self.clock() < self.deadline:
+                    # a scale-in is deleting members: it may be this one's;
+                    # decide once it has ended
+                    self.sleep(MAX_POLL_SECONDS)
+                    root = self.heat.stack(root["id"]) or root
+                    continue
                 return self._already_replaced_or_unknown(root, resources, t0)
             check_replaceable(resource, resources)
+            if resource["status"] == "DELETE_IN_PROGRESS":
+                # a scale-in is removing it: wait, then decide (member_removed)
+                root = self._wait_member_deleted(root, resource)
+                continue
             if self._first is None:
                 self._first = dict(resource, physical_id=resource.get(
                     "original_physical_id", resource["physical_id"]))
@@ -487,6 +500,52 @@ class MemberHealing:
         if not current:
             return None
         return dict(current[0], original_physical_id=member)
+
+    def _wait_member_deleted(self, root, resource):
+        """Poll until ``resource`` (being deleted, e.g. by a scale-in) is
+        gone; return the root stack. At the timeout: member_not_replaceable."""
+        interval = FIRST_POLL_SECONDS
+        while True:
+            if self.clock() > self.deadline:
+                raise ActionFailure(
+                    "member_not_replaceable",
+                    f"'{resource['name']}' was still being deleted (DELETE_IN_PROGRESS) after "
+                    f"{self.args['timeout']} s; nothing to heal.", changes=self.changes,
+                    member=resource["name"], status=resource["status"])
+            self.sleep(interval)
+            interval = min(interval * 1.5, MAX_POLL_SECONDS)
+            resources = self.heat.resources(root["identity"], self.args["nested_depth"])
+            now = [r for r in resources if r["name"] == resource["name"]
+                   and r["stack"] == resource["stack"]]
+            if not now or now[0]["status"] != "DELETE_IN_PROGRESS":
+                return self.heat.stack(root["id"]) or root
+
+    @staticmethod
+    def _deleting(resources):
+        """Members of a group being deleted now (a scale-in)."""
+        return [r for r in resources if r["status"] == "DELETE_IN_PROGRESS"
+                and _is_group_member(r, resources)]
+
+    def _removed_with_its_member(self, resources, member):
+        """A member named by the physical id of a resource inside a group
+        member that a scale-in deleted whole (the shipped templates' members
+        are nested stacks: a server and its alarms): the member's deleted
+        stack still has its events. Returns ``(group member name, its stack)``
+        or None."""
+        groups = [r for r in resources if r["type"] in orchestration.GROUP_TYPES
+                  and r["physical_id"]]
+        for group in groups:
+            deleted = self.heat.deleted_members(group["physical_id"])
+            seen = set()
+            for gone in deleted:
+                if gone["physical_id"] in seen or len(seen) >= DELETED_MEMBERS_SEARCHED:
+                    continue
+                seen.add(gone["physical_id"])
+                # the member's own stack (Heat lists no nested depth of a
+                # deleted stack): where its server was
+                if self.heat.events_of_physical_id(gone["physical_id"], member, 0):
+                    return gone["name"], group
+        return None
 
     def _record_update(self, updated_time):
         """Write down the update we started (whose failure is ours)."""
@@ -651,11 +710,27 @@ class MemberHealing:
                 old = {"name": name, "stack": history[0]["stack"], "physical_id": member,
                        "status": "DELETE_COMPLETE"}
                 return self._result("member_removed", root, old, None, t0)
+        if not history and not self._is_a_name(resources, member):
+            removed = self._removed_with_its_member(resources, member)
+            if removed is not None:
+                name, group = removed
+                stack = f"{group['name']}/{group['physical_id']}"
+                current = [r for r in resources if r["name"] == name
+                           and _stack_id(r["stack"]) == group["physical_id"]]
+                old = {"name": name, "stack": stack, "physical_id": member,
+                       "status": "DELETE_COMPLETE"}
+                if current and current[0]["status"] in HEALTHY:  # replaced, not removed
+                    return self._result("already_replaced", root, old, current[0], t0)
+                return self._result("member_removed", root, old, None, t0)
         raise ActionFailure(
             "member_not_found",
             f"no resource named or with physical id '{member}' in stack {root['name']} or its "
             "nested stacks (nor in their history). Check the alarm's stack and instance.",
             stack=root["id"], member=member)
+
+    @staticmethod
+    def _is_a_name(resources, member):
+        return any(r["name"] == member for r in resources)
 
     def _would_replace(self, root, resource, t0):
         changes = []
