@@ -162,6 +162,35 @@ def _validate_heat_template(heal_lab, group_text, member_text):
         ignore_errors="99001", show_nested=True)
 
 
+def test_shipped_autoscaling_template_passes_heats_own_validation(heal_lab):
+    """heat_templates/autohealing_autoscaling_group.yaml (issue 19, heal and
+    scale): Heat's validation with the shipped member template."""
+    import yaml
+    from heatclient import exc as heat_exc
+
+    from selfheal_tools import data
+
+    text = (data.heat_templates_dir() / "autohealing_autoscaling_group.yaml").read_text()
+    member_text = (data.heat_templates_dir() / "autohealing_member.yaml").read_text()
+    result = _validate_heat_template(heal_lab, text, member_text)
+    assert {"min_size", "max_size", "cooldown", "heal_workflow"} <= set(result["Parameters"])
+    assert result["Parameters"]["heal_workflow"]["Default"] == (
+        autoheal_scenario.TRIGGERED_WORKFLOW)
+    template = yaml.safe_load(text)
+    resources = template["resources"]
+    assert resources["members"]["type"] == "OS::Heat::AutoScalingGroup"
+    # a heal's existing=true update would resize the group back to it
+    assert "desired_capacity" not in resources["members"]["properties"]
+    assert {r["type"] for r in resources.values()} >= {"OS::Heat::ScalingPolicy",
+                                                       "OS::Zaqar::MistralTrigger"}
+    assert resources["heal_trigger"]["properties"]["params"] == {"evaluate_env": False}
+    broken = text.replace("auto_scaling_group_id: {get_resource: members}",
+                          "auto_scaling_group_id: {get_resource: member}", 1)
+    with pytest.raises(heat_exc.HTTPBadRequest) as err:
+        _validate_heat_template(heal_lab, broken, member_text)
+    assert "member" in str(err.value)
+
+
 def test_shipped_heat_templates_pass_heats_own_validation(heal_lab):
     from selfheal_tools import data
 

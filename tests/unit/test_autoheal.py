@@ -181,7 +181,9 @@ def test_a_huge_member_id_is_refused_with_a_bounded_message():
     assert len(repr(result.error)) < 1000
 
 
-def test_the_shipped_trigger_asks_mistral_not_to_evaluate_the_message():
+@pytest.mark.parametrize("template", ["autohealing_group.yaml",
+                                      "autohealing_autoscaling_group.yaml"])
+def test_the_shipped_trigger_asks_mistral_not_to_evaluate_the_message(template):
     """OS::Zaqar::MistralTrigger puts the Zaqar message in the execution's
     env, and Mistral evaluates every expression in an env unless the
     execution's params say ``evaluate_env: false``: tenant text such as a
@@ -194,7 +196,7 @@ def test_the_shipped_trigger_asks_mistral_not_to_evaluate_the_message():
 
     from selfheal_tools import data
 
-    group = yaml.safe_load((data.heat_templates_dir() / "autohealing_group.yaml").read_text())
+    group = yaml.safe_load((data.heat_templates_dir() / template).read_text())
     trigger = group["resources"]["heal_trigger"]
     assert trigger["type"] == "OS::Zaqar::MistralTrigger"
     post_data = json.loads(autoheal_trigger_post_data(trigger["properties"]))
