@@ -175,6 +175,11 @@ class MarkUnhealthyAction(SelfhealAction):
         retried). A stack failed by an update selfheal did not start is never
         touched (``stack_failed``). See ``selfheal_actions.heat.update_record``.
     :param retry_delay: seconds between a failed update and its retry.
+    :param rounds: after its own member is replaced, how many more updates
+        this heal runs, while it holds the stack's claim, for members that
+        heals waiting for the claim marked meanwhile (each pauses
+        ``gather_seconds`` first); 0: none. The waiting heals then find
+        their members replaced without taking the claim.
     :param dry_run: report what would be marked and updated; change nothing.
     :returns: ``outcome`` (``replaced``, ``already_replaced`` when an earlier
         alarm's update replaced it, ``member_removed`` when the group no
@@ -204,7 +209,7 @@ class MarkUnhealthyAction(SelfhealAction):
     action_name = "selfheal.mark_unhealthy"
 
     def __init__(self, stack, member, reason="", since="", timeout=600, nested_depth=5,
-                 stale_after=60, gather_seconds=1.5, retries=2, retry_delay=5,
+                 stale_after=60, gather_seconds=1.5, retries=2, retry_delay=5, rounds=2,
                  dry_run=False):
         self.stack = stack
         self.member = member
@@ -216,6 +221,7 @@ class MarkUnhealthyAction(SelfhealAction):
         self.gather_seconds = gather_seconds
         self.retries = retries
         self.retry_delay = retry_delay
+        self.rounds = rounds
         self.dry_run = dry_run
 
     def _arguments(self):
@@ -235,6 +241,8 @@ class MarkUnhealthyAction(SelfhealAction):
                                      integer=True),
             "retry_delay": inputs.number("retry_delay", self.retry_delay, minimum=0,
                                          maximum=600),
+            "rounds": inputs.number("rounds", self.rounds, minimum=0, maximum=10,
+                                    integer=True),
             "dry_run": inputs.boolean("dry_run", self.dry_run),
         }
 
@@ -421,7 +429,10 @@ class MemberHealing:
                     root = self.heat.stack(root["id"]) or root
                 continue
             self._forget_record()
-            return self._verify(root, self._first, t0)
+            result = self._verify(root, self._first, t0)
+            self._next_rounds(root)
+            result["stack"]["status"] = (self.heat.stack(root["id"]) or root)["status"]
+            return result
 
     # --- steps -----------------------------------------------------------
 
@@ -500,6 +511,45 @@ class MemberHealing:
         if not current:
             return None
         return dict(current[0], original_physical_id=member)
+
+    def _next_rounds(self, root):
+        """Coalescing, next rounds: while this heal holds the claim, members
+        that waiting heals marked during its update (they mark as soon as no
+        update runs) are replaced by one more update each round. Best
+        effort: a round that cannot run or fails leaves the marked members
+        to their own heals (which then hold the claim in turn)."""
+        if self.claim is None:
+            return
+        for number in range(2, 2 + (self.args.get("rounds") or 0)):
+            gather = self.args.get("gather_seconds") or 0
+            if self.clock() + gather >= self.deadline:
+                return
+            self.sleep(gather)
+            root = self.heat.stack(root["id"])
+            if root is None or in_progress(root["status"]) or is_failed(root["status"]):
+                return
+            resources = self.heat.resources(root["identity"], self.args["nested_depth"])
+            marked = sorted(r["name"] for r in resources if r["status"] == "CHECK_FAILED")
+            if not marked:
+                return
+            before = root["updated_time"]
+            self.attempts = 1
+            self.own_update_started = None
+            try:
+                self._check_claim()
+                self.heat.update_existing(root["identity"])
+            except (UpdateInProgress, ActionFailure):
+                return
+            self.changes.append(change(f"stack {root['name']}", "updated", existing=True,
+                                       attempt=1, round=number, marked=marked[:20]))
+            try:
+                root = self._wait_for_update(self.heat.stack(root["id"]), own=True,
+                                             before=before)
+            except (_OwnUpdateFailed, ActionFailure):
+                LOG.warning("stack %s: round %s of heal %s did not complete", root["id"],
+                            number, self.execution)
+                return  # recorded: the next heal retries it
+            self._forget_record()
 
     def _wait_member_deleted(self, root, resource):
         """Poll until ``resource`` (being deleted, e.g. by a scale-in) is

@@ -483,7 +483,8 @@ def test_twenty_of_thirty_members_die_and_few_updates_replace_them_all(heal_lab,
     assert [e["state"] for e in executions] == ["SUCCESS"] * len(alarms), [
         e["output"].get("error") for e in executions if e["state"] != "SUCCESS"]
     results = [e["output"]["result"] for e in executions]
-    updates = sum(any(c["change"] == "updated" for c in r["changes"]) for r in results)
+    # every update any heal ran (the holder's next rounds included)
+    updates = sum(c["change"] == "updated" for r in results for c in r["changes"])
     print(f"{DEAD} of {SIZE}: {updates} stack updates for {len(alarms)} alarms")
     assert 1 <= updates <= 3, updates
     assert {r["outcome"] for r in results} <= {"replaced", "already_replaced"}
