@@ -16,9 +16,10 @@ dead member is posted to a Zaqar queue within 2 s; the queue's subscription
   ``heat.resources_mark_unhealthy`` and ``heat.stacks_update`` actions make).
 
 Clock: from the first post until every dead member has a new physical id
-(or ``--timeout``), then until every execution ended. Counted: stack updates
-(the root stack's ``UPDATE_IN_PROGRESS`` events), executions in ERROR, dead
-members not replaced, and the stack's final status. Medians of ``--runs``.
+and is complete (or ``--timeout``), until every execution ended, and until
+the stack settled (no update in progress). Counted: stack updates (the root
+stack's ``UPDATE_IN_PROGRESS`` events), executions in ERROR, dead members
+not replaced, and the stack's status once settled. Medians of ``--runs``.
 
     .venv/bin/python benchmarks/autoheal_scale.py [--size 30] [--dead 1,5,20] [--runs 3]
 """
@@ -104,6 +105,15 @@ def executions_of(heal_lab, flow, stack_id, started_after):
             if stack_id in json.dumps(e.get("input") or {})]
 
 
+def replaced(heal_lab, stack_id, before, victims):
+    """The victims that have a new physical id and are complete."""
+    found = {r.resource_name: r for r in heal_lab.heat().resources.list(stack_id, nested_depth=2)
+             if r.resource_type == "OS::Heat::TestResource"}
+    return [m for m in victims if m in found
+            and found[m].physical_resource_id not in (None, "", before[m])
+            and found[m].resource_status.endswith("_COMPLETE")]
+
+
 def one_run(heal_lab, flow, size, dead, timeout):
     name = f"bench-{flow[:4]}-{uuid.uuid4().hex[:8]}"
     stack_id = heal_lab.create_group(name, size, timeout=600)
@@ -123,8 +133,8 @@ def one_run(heal_lab, flow, size, dead, timeout):
         deadline = t0 + timeout
         healed = None
         while time.monotonic() < deadline:
-            now = heal_lab.members(stack_id)
-            if all(now.get(m) not in (None, before[m]) for m in victims):
+            now = replaced(heal_lab, stack_id, before, victims)
+            if len(now) == len(victims):
                 healed = time.monotonic() - t0
                 break
             time.sleep(0.5)
@@ -136,16 +146,19 @@ def one_run(heal_lab, flow, size, dead, timeout):
                 break
             time.sleep(0.5)
         done = time.monotonic() - t0
-        now = heal_lab.members(stack_id)
+        while (heal_lab.stack(stack_id).stack_status.endswith("IN_PROGRESS")
+               and time.monotonic() < deadline + 120):
+            time.sleep(0.5)
+        settled = time.monotonic() - t0
         stack = heal_lab.stack(stack_id)
+        now = replaced(heal_lab, stack_id, before, victims)
         updates = sum(1 for e in heal_lab.heat().events.list(stack_id)
                       if e.resource_name == stack.stack_name
                       and e.resource_status == "UPDATE_IN_PROGRESS")
         states = [e["state"] for e in executions_of(heal_lab, flow, stack_id, t0)]
-        return {"healed_s": healed, "done_s": done, "updates": updates,
+        return {"healed_s": healed, "done_s": done, "settled_s": settled, "updates": updates,
                 "errors": states.count("ERROR"), "executions": len(states),
-                "not_replaced": sum(1 for m in victims if now.get(m) in (None, before[m])),
-                "status": stack.stack_status}
+                "not_replaced": len(victims) - len(now), "status": stack.stack_status}
     finally:
         zaqar_client.delete_queue(queue)
         heal_lab.delete(stack_id)
@@ -185,6 +198,7 @@ def main(argv=None):
                     "median_s_to_all_replaced": _median(r["healed_s"] for r in runs),
                     "runs_all_replaced": sum(r["healed_s"] is not None for r in runs),
                     "median_s_to_all_ended": _median(r["done_s"] for r in runs),
+                    "median_s_to_settled": _median(r["settled_s"] for r in runs),
                     "median_stack_updates": statistics.median(r["updates"] for r in runs),
                     "executions_in_error": sum(r["errors"] for r in runs),
                     "members_not_replaced": sum(r["not_replaced"] for r in runs),
@@ -195,12 +209,13 @@ def main(argv=None):
         if not args.keep_lab:
             lab.down()
     head = ("flow", "k of N", "runs", "to all replaced (s)", "runs all replaced",
-            "to all ended (s)", "stack updates", "executions in ERROR",
+            "to all ended (s)", "to stack settled (s)", "stack updates", "executions in ERROR",
             "members not replaced", "stack status")
     text = tables.format_table([head] + [
         (r["flow"], f"{r['dead']} of {r['size']}", str(r["runs"]),
          str(r["median_s_to_all_replaced"]), str(r["runs_all_replaced"]),
-         str(r["median_s_to_all_ended"]), str(r["median_stack_updates"]),
+         str(r["median_s_to_all_ended"]), str(r["median_s_to_settled"]),
+         str(r["median_stack_updates"]),
          str(r["executions_in_error"]), str(r["members_not_replaced"]),
          ", ".join(r["final_status"])) for r in rows], markdown=True)
     print(text)

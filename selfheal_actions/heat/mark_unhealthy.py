@@ -447,7 +447,7 @@ class MemberHealing:
             record = self.record.read()
         if self._failed_own and self._failed_own["updated_time"] == root["updated_time"]:
             record = dict(record or {}, updated_time=root["updated_time"],
-                          attempts=max(self.attempts, int((record or {}).get("attempts") or 0)))
+                          attempts=max(self.attempts, update_record.attempts_of(record)))
         decision = update_record.decide(root, record, self.args.get("retries", 0))
         failure = f"{root['status']} ({_bounded(root['status_reason'])})"
         if decision["decision"] == "retry":

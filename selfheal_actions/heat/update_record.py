@@ -61,6 +61,11 @@ def _whole(value):
         return 1
 
 
+def attempts_of(record):
+    """The record's ``attempts`` (0 without a record; 1 when unreadable)."""
+    return 0 if not record else _whole(record.get("attempts"))
+
+
 class UpdateRecord:
     """The record of one stack (see the module's description).
 
