@@ -44,7 +44,7 @@ def ensure_venv():
 
 BENCHMARKS = {"evacuation": "evacuation.py", "autoheal": "autoheal_latency.py",
               "alarm": "alarm_latency.py", "drain": "drain.py", "peers": "peers.py",
-              "watch": "watch_detection.py"}
+              "watch": "watch_detection.py", "autoheal-scale": "autoheal_scale.py"}
 
 
 def main(argv):

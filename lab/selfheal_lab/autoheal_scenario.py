@@ -19,6 +19,10 @@ from selfheal_lab import state
 from selfheal_lab import zaqar_client
 
 TRIGGERED_WORKFLOW = "selfheal.autoheal.heal_from_alarm"
+#: the lab's member whose creations fail on demand
+#: (:func:`selfheal_lab.services.heat.fail_member_creates`)
+FLAKY_MEMBER = "Selfheal::Lab::Member"
+MEMBER_TYPES = ("OS::Heat::TestResource", FLAKY_MEMBER)
 PLAIN_WORKFLOW = "selfheal.autoheal.mark_unhealthy"
 
 
@@ -32,15 +36,52 @@ MEMBER_TEMPLATE = {
 }
 
 
-def group_template(count, nested_members=False):
+#: stand-ins for what the shipped auto-scaling template needs from services the
+#: no-auth lab's Heat cannot reach (no Keystone catalog): the lab subscribes
+#: the queue itself (:meth:`AutohealLab.subscribe_trigger`)
+SCALING_REGISTRY = {"OS::Zaqar::Queue": "OS::Heat::None",
+                    "OS::Zaqar::MistralTrigger": "OS::Heat::None",
+                    "OS::Heat::ScalingPolicy": "Selfheal::Lab::ScalingPolicy"}
+
+def lab_member_template(create_seconds=0, delete_seconds=0):
+    """heat_templates/autohealing_member.yaml's interface, its server a
+    :data:`FLAKY_MEMBER` (no Nova, no Aodh in the lab's Heat) that takes
+    ``create_seconds`` to build and ``delete_seconds`` to delete."""
+    return {
+        "heat_template_version": "2018-08-31",
+        "parameters": {name: {"type": "string"}
+                       for name in ("image", "flavor", "network", "alarm_queue")},
+        "resources": {"server": {"type": FLAKY_MEMBER, "properties": {
+            "value": {"get_param": "image"},
+            "action_wait_secs": {"create": create_seconds, "delete": delete_seconds}}}},
+        "outputs": {"OS::stack_id": {"value": {"get_resource": "server"}}},
+    }
+
+
+def shipped_scaling_stack(min_size=3, max_size=6, cooldown=0, create_seconds=0,
+                          delete_seconds=0):
+    """``stacks.create`` arguments for heat_templates/autohealing_autoscaling_group.yaml
+    on the lab: the shipped template itself, its members' servers lab
+    members (:func:`lab_member_template`) and the service resources
+    stand-ins (:data:`SCALING_REGISTRY`)."""
+    path = state.SOURCE_ROOT / "heat_templates" / "autohealing_autoscaling_group.yaml"
+    member = lab_member_template(create_seconds, delete_seconds)
+    return {"template": path.read_text(),
+            "files": {"autohealing_member.yaml": json.dumps(member)},
+            "environment": {"resource_registry": dict(SCALING_REGISTRY), "parameters": {
+                "image": "lab", "flavor": "lab", "network": "lab", "min_size": min_size,
+                "max_size": max_size, "cooldown": cooldown}}}
+
+
+def group_template(count, nested_members=False, member_type="OS::Heat::TestResource"):
     """A ResourceGroup of ``count`` OS::Heat::TestResource members (no Nova
     needed); ``nested_members``: each member a nested stack of
-    :data:`MEMBER_TEMPLATE` (``member.yaml`` in the files)."""
+    :data:`MEMBER_TEMPLATE` (``member.yaml`` in the files); ``member_type``:
+    e.g. :data:`FLAKY_MEMBER`, whose creations the lab can make fail."""
     if nested_members:
         definition = {"type": "member.yaml", "properties": {"index": "%index%"}}
     else:
-        definition = {"type": "OS::Heat::TestResource",
-                      "properties": {"value": "member %index%"}}
+        definition = {"type": member_type, "properties": {"value": "member %index%"}}
     return {
         "heat_template_version": "2018-08-31",
         "resources": {"group": {"type": "OS::Heat::ResourceGroup", "properties": {
@@ -108,14 +149,56 @@ class AutohealLab:
 
     # --- stacks ------------------------------------------------------------
 
-    def create_group(self, name, count=3, timeout=120, nested_members=False):
+    def create_group(self, name, count=3, timeout=120, nested_members=False,
+                     member_type="OS::Heat::TestResource"):
         """Create a stack with a group of ``count`` members; return its id."""
         files = {"member.yaml": json.dumps(MEMBER_TEMPLATE)} if nested_members else {}
         created = self.heat().stacks.create(
-            stack_name=name, template=group_template(count, nested_members), files=files)
+            stack_name=name, template=group_template(count, nested_members, member_type),
+            files=files)
         stack_id = created["stack"]["id"]
         self.wait_stack(stack_id, "CREATE_COMPLETE", timeout)
         return stack_id
+
+    def create_scaling_group(self, name, min_size=3, timeout=180, **params):
+        """Create a stack from the shipped auto-scaling template
+        (:func:`shipped_scaling_stack`); return its id."""
+        created = self.heat().stacks.create(stack_name=name,
+                                            **shipped_scaling_stack(min_size, **params))
+        stack_id = created["stack"]["id"]
+        self.wait_stack(stack_id, "CREATE_COMPLETE", timeout)
+        return stack_id
+
+    def signal(self, stack_id, policy):
+        """Signal a scaling policy (``scale_up_policy``, ``scale_down_policy``)
+        through Heat's API, as an alarm action does."""
+        self.heat().resources.signal(stack_id, policy)
+
+    def scaling(self, stack_id):
+        """True while the group applies a scaling signal."""
+        return bool(self.heat().resources.metadata(stack_id, "members").get(
+            "scaling_in_progress"))
+
+    def wait_scaled(self, stack_id, size, timeout=120):
+        """Wait until the group has ``size`` members and no scaling runs."""
+        deadline = time.monotonic() + timeout
+        while len(self.servers(stack_id)) != size or self.scaling(stack_id):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"group of {stack_id}: {len(self.servers(stack_id))} "
+                                   f"members, waited for {size}")
+            time.sleep(0.3)
+
+    def servers(self, stack_id):
+        """``{server physical id: member name}`` of a scaling group's members."""
+        resources = self.heat().resources.list(stack_id, nested_depth=3)
+        names = {r.physical_resource_id: r.resource_name for r in resources}
+        found = {}
+        for r in resources:
+            if r.resource_type == FLAKY_MEMBER and r.physical_resource_id:
+                parent = next((link["href"].rstrip("/").rsplit("/", 1)[-1]
+                               for link in r.links if link.get("rel") == "stack"), None)
+                found[r.physical_resource_id] = names.get(parent)
+        return found
 
     def stack(self, stack_id):
         return self.heat().stacks.get(stack_id)
@@ -139,7 +222,7 @@ class AutohealLab:
         resources = self.heat().resources.list(stack_id, nested_depth=3)
         names = {r.physical_resource_id: r.resource_name for r in resources}
         for r in resources:
-            if r.resource_type != "OS::Heat::TestResource":
+            if r.resource_type not in MEMBER_TYPES:
                 continue
             parent = next((link["href"].rstrip("/").rsplit("/", 1)[-1]
                            for link in r.links if link.get("rel") == "stack"), None)

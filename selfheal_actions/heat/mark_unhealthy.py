@@ -28,6 +28,7 @@ from selfheal_actions.common.timeutil import parse_time
 from selfheal_actions.common.timeutil import utcnow
 from selfheal_actions.heat import orchestration
 from selfheal_actions.heat import stack_claim
+from selfheal_actions.heat import update_record
 from selfheal_actions.heat.orchestration import UpdateInProgress
 
 LOG = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ FIRST_POLL_SECONDS = 0.25
 MAX_POLL_SECONDS = 2.0
 #: how often a heal waiting for the stack's claim tries to mark its member
 PREMARK_EVERY = 1.0
+#: how many members deleted from a group are searched for a removed server
+DELETED_MEMBERS_SEARCHED = 20
 HEALTHY = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "CHECK_COMPLETE", "RESUME_COMPLETE",
            "ADOPT_COMPLETE")
 
@@ -103,7 +106,8 @@ def check_replaceable(resource, resources=()):
             f"'{resource['name']}' is a {resource['type']} (a group or nested stack): "
             f"marking it would rebuild everything in it. {hint}",
             member=resource["name"], type=resource["type"], members=members[:20])
-    if resource["status"].startswith("DELETE_"):
+    if resource["status"].startswith("DELETE_") and not resource["status"].endswith(
+            "_IN_PROGRESS"):
         raise ActionFailure(
             "member_not_replaceable",
             f"'{resource['name']}' is being deleted ({resource['status']}); nothing to heal.",
@@ -117,6 +121,12 @@ def _is_group_member(resource, resources):
                for r in resources)
 
 
+def _bounded(text, limit=500):
+    """``text`` cut to ``limit`` characters (Heat's reasons can be long)."""
+    text = str(text or "")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _moment(name, value):
     text = inputs.text(name, value, required=False)
     if text is None:
@@ -126,6 +136,14 @@ def _moment(name, value):
         raise InvalidInput(f"input '{name}' must be an ISO 8601 time such as "
                            f"2026-11-22T10:00:00Z, got {value!r}")
     return moment
+
+
+class _OwnUpdateFailed(Exception):
+    """Our own update ended ``UPDATE_FAILED`` (``root``: the stack then)."""
+
+    def __init__(self, root):
+        super().__init__(root["status"])
+        self.root = root
 
 
 class MarkUnhealthyAction(SelfhealAction):
@@ -151,6 +169,17 @@ class MarkUnhealthyAction(SelfhealAction):
     :param gather_seconds: after waiting for another heal of the stack, how
         long to wait before its own update, so that the heals queued behind
         it mark their members and one update replaces them all.
+    :param retries: how many times an update of selfheal that left the stack
+        ``UPDATE_FAILED`` is run again, by this heal or by the next heals of
+        the stack (at most ``1 + retries`` updates for one failure; 0: never
+        retried). A stack failed by an update selfheal did not start is never
+        touched (``stack_failed``). See ``selfheal_actions.heat.update_record``.
+    :param retry_delay: seconds between a failed update and its retry.
+    :param rounds: after its own member is replaced, how many more updates
+        this heal runs, while it holds the stack's claim, for members that
+        heals waiting for the claim marked meanwhile (each pauses
+        ``gather_seconds`` first); 0: none. The waiting heals then find
+        their members replaced without taking the claim.
     :param dry_run: report what would be marked and updated; change nothing.
     :returns: ``outcome`` (``replaced``, ``already_replaced`` when an earlier
         alarm's update replaced it, ``member_removed`` when the group no
@@ -166,17 +195,22 @@ class MarkUnhealthyAction(SelfhealAction):
         within ``timeout``. Error reasons: ``invalid_input``,
         ``stack_not_found``, ``stack_busy`` (another heal held the stack's
         claim for all of ``timeout``; nothing was done), ``claim_lost``,
-        ``stack_failed`` (the stack is in a failed state: fix it first),
+        ``stack_failed`` (the stack is in a failed state that is not
+        selfheal's to retry: its detail failed_update is not_selfheal when
+        someone else's update failed it, retries_exhausted when selfheal's
+        updates failed ``1 + retries`` times; fix it first),
         ``member_not_found``,
         ``ambiguous_member``, ``member_not_replaceable``, ``update_timeout``,
-        ``update_failed``, ``replacement_not_verified``, ``heat_error``,
+        ``update_failed`` (an update of this heal failed ``1 + retries``
+        times), ``replacement_not_verified``, ``heat_error``,
         ``configuration_error``, ``service_unreachable``.
     """
 
     action_name = "selfheal.mark_unhealthy"
 
     def __init__(self, stack, member, reason="", since="", timeout=600, nested_depth=5,
-                 stale_after=60, gather_seconds=1.5, dry_run=False):
+                 stale_after=60, gather_seconds=1.5, retries=2, retry_delay=5, rounds=2,
+                 dry_run=False):
         self.stack = stack
         self.member = member
         self.reason = reason
@@ -185,6 +219,9 @@ class MarkUnhealthyAction(SelfhealAction):
         self.nested_depth = nested_depth
         self.stale_after = stale_after
         self.gather_seconds = gather_seconds
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self.rounds = rounds
         self.dry_run = dry_run
 
     def _arguments(self):
@@ -200,6 +237,12 @@ class MarkUnhealthyAction(SelfhealAction):
                                          maximum=3600),
             "gather_seconds": inputs.number("gather_seconds", self.gather_seconds,
                                             minimum=0, maximum=60),
+            "retries": inputs.number("retries", self.retries, minimum=0, maximum=10,
+                                     integer=True),
+            "retry_delay": inputs.number("retry_delay", self.retry_delay, minimum=0,
+                                         maximum=600),
+            "rounds": inputs.number("rounds", self.rounds, minimum=0, maximum=10,
+                                    integer=True),
             "dry_run": inputs.boolean("dry_run", self.dry_run),
         }
 
@@ -216,8 +259,12 @@ class MarkUnhealthyAction(SelfhealAction):
                 stale_after=args["stale_after"], clock=clock, sleep=sleep,
                 execution=execution, stack_name=stack_name)
 
+        def records(stack_id, stack_name=None):
+            return update_record.UpdateRecord(mistral_api.mistral(context), stack_id,
+                                              stack_name=stack_name)
+
         heal = MemberHealing(orchestration.HeatApi(clients.heat(context)), args, reason,
-                             claims=claims)
+                             claims=claims, records=records, owner=owner, execution=execution)
         try:
             return heal.run()
         except heat_exc.HTTPException as e:
@@ -241,7 +288,7 @@ class MemberHealing:
     """One run of :class:`MarkUnhealthyAction` (state between the steps)."""
 
     def __init__(self, heat, args, reason, clock=time.monotonic, sleep=time.sleep,
-                 claims=None):
+                 claims=None, records=None, owner=None, execution=None):
         self.heat = heat
         self.args = args
         self.reason = reason
@@ -251,6 +298,16 @@ class MemberHealing:
         #: (None: no claim, e.g. in unit tests of the decisions)
         self.claims = claims
         self.claim = None
+        #: ``records(stack_id, stack_name=...)`` -> an UpdateRecord (None: the
+        #: failure of an update is known as ours only within this run)
+        self.records = records
+        self.record = None
+        self.owner, self.execution = owner, execution
+        #: updates of selfheal in a row for the stack's current failure,
+        #: counting the one this heal runs next
+        self.attempts = 1
+        #: the member as first found (a retry finds its failed replacement)
+        self._first = None
         self._root_id = None
         self._premarked = False
         self._next_premark = 0.0
@@ -266,6 +323,8 @@ class MemberHealing:
         t0 = self.clock()
         root = self._root_stack()
         if self.claims is None or self.args["dry_run"]:
+            if self.records is not None:  # read only: whose failure a failed stack's is
+                self.record = self.records(root["id"], stack_name=root["name"])
             return self._heal(root, t0)
         # one heal of a stack at a time: keyed on the id, so that a heal
         # given the stack's name and one given its id share the claim
@@ -281,6 +340,8 @@ class MemberHealing:
             self.waited += 1
             return self._heal(self.heat.stack(root["id"]) or root, t0)
         self.claim.start_heartbeat()
+        if self.records is not None:
+            self.record = self.records(root["id"], stack_name=root["name"])
         if self.claim.waited_for:
             # another heal of the stack ran first: a member named by resource
             # name and rebuilt since this heal started was rebuilt by it
@@ -299,18 +360,28 @@ class MemberHealing:
         while True:
             if in_progress(root["status"]):
                 root = self._wait_for_update(root, own=False)
+            retrying = False
             if is_failed(root["status"]):
-                raise ActionFailure(
-                    "stack_failed",
-                    f"stack {root['name']} is {root['status']} ({root['status_reason']}); "
-                    "an update now would act on a broken stack. Fix it (e.g. `openstack stack "
-                    "update --existing` by hand, or check its events), then heal again.",
-                    changes=self.changes, stack=root["id"], status=root["status"])
+                self._retry_or_refuse(root)
+                retrying = True
             resources = self.heat.resources(root["identity"], self.args["nested_depth"])
-            resource = find_member(resources, member)
+            resource = self._locate(root, resources, member, retrying)
             if resource is None:
+                if self._deleting(resources) and self.clock() < self.deadline:
+                    # a scale-in is deleting members: it may be this one's;
+                    # decide once it has ended
+                    self.sleep(MAX_POLL_SECONDS)
+                    root = self.heat.stack(root["id"]) or root
+                    continue
                 return self._already_replaced_or_unknown(root, resources, t0)
             check_replaceable(resource, resources)
+            if resource["status"] == "DELETE_IN_PROGRESS":
+                # a scale-in is removing it: wait, then decide (member_removed)
+                root = self._wait_member_deleted(root, resource)
+                continue
+            if self._first is None:
+                self._first = dict(resource, physical_id=resource.get(
+                    "original_physical_id", resource["physical_id"]))
             if resource["physical_id"] != member and self._rebuilt_since_failure(resource):
                 return self._result("already_replaced", root, resource, resource, t0)
             if self.args["dry_run"]:
@@ -327,17 +398,223 @@ class MemberHealing:
                     root = self.heat.stack(root["id"]) or root
                 before = root["updated_time"]
                 self._check_claim()
+                self.own_update_started = None
                 self.heat.update_existing(root["identity"])
             except UpdateInProgress:
                 # Another alarm's update runs: wait for it, then decide again
                 # (it may have replaced our member already).
                 root = self._wait_for_update(self.heat.stack(root["id"]), own=False)
                 continue
-            self.changes.append(change(f"stack {root['name']}", "updated", existing=True))
-            root = self._wait_for_update(self.heat.stack(root["id"]), own=True, before=before)
-            return self._verify(root, resource, t0)
+            self.changes.append(change(f"stack {root['name']}", "updated", existing=True,
+                                       attempt=self.attempts))
+            try:
+                root = self._wait_for_update(self.heat.stack(root["id"]), own=True,
+                                             before=before)
+            except _OwnUpdateFailed as failed:
+                # ours failed: _retry_or_refuse decides at the top of the loop
+                root = failed.root
+                self._failed_own = dict(root)
+                delay = self.args.get("retry_delay") or 0
+                if self.attempts <= self.args.get("retries", 0):
+                    if self.clock() + delay >= self.deadline:
+                        raise ActionFailure(
+                            "update_failed",
+                            f"the update of stack {root['name']} ended {root['status']} "
+                            f"({_bounded(root['status_reason'])}) and no time is left within "
+                            f"timeout ({self.args['timeout']} s) to retry it. The next heal "
+                            "of the stack retries it (the member is still marked).",
+                            changes=self.changes, stack=root["id"], status=root["status"],
+                            attempts=self.attempts) from None
+                    self.sleep(delay)
+                    root = self.heat.stack(root["id"]) or root
+                continue
+            self._forget_record()
+            result = self._verify(root, self._first, t0)
+            self._next_rounds(root)
+            result["stack"]["status"] = (self.heat.stack(root["id"]) or root)["status"]
+            return result
 
     # --- steps -----------------------------------------------------------
+
+    _failed_own = None  # the stack as our own update left it failed, in this run
+
+    def _retry_or_refuse(self, root):
+        """The stack is failed: go on only if it failed in an update of
+        selfheal with retries left (``self.attempts`` then counts the retry);
+        else raise ``update_failed`` (ours, in this run), or ``stack_failed``."""
+        record = None
+        if self.record is not None:
+            record = self.record.read()
+        if self._failed_own and self._failed_own["updated_time"] == root["updated_time"]:
+            record = dict(record or {}, updated_time=root["updated_time"],
+                          attempts=max(self.attempts, update_record.attempts_of(record)))
+        decision = update_record.decide(root, record, self.args.get("retries", 0))
+        failure = f"{root['status']} ({_bounded(root['status_reason'])})"
+        if decision["decision"] == "retry":
+            self.attempts = decision["attempts"] + 1
+            LOG.warning("stack %s: selfheal's update %s failed (%s); retry %s of %s",
+                        root["id"], decision["attempts"], root["status_reason"],
+                        decision["attempts"], self.args.get("retries", 0))
+            return
+        if decision["decision"] == "exhausted":
+            fix = (f"Fix the cause (`openstack stack event list --nested-depth 5 "
+                   f"{root['name']}`), then run `openstack stack update --existing "
+                   f"{root['name']}`: once the stack is healthy, alarms heal it again.")
+            if self._failed_own:
+                raise ActionFailure(
+                    "update_failed",
+                    f"the update of stack {root['name']} ended {failure}, "
+                    f"{decision['attempts']} updates of selfheal in a row (retries: "
+                    f"{self.args.get('retries', 0)}). The member is still marked unhealthy. "
+                    + fix, changes=self.changes, stack=root["id"], status=root["status"],
+                    attempts=decision["attempts"])
+            raise ActionFailure(
+                "stack_failed",
+                f"stack {root['name']} is {failure}: selfheal's own updates failed "
+                f"{decision['attempts']} times in a row, so it is not updated again. " + fix,
+                changes=self.changes, stack=root["id"], status=root["status"],
+                failed_update="retries_exhausted", attempts=decision["attempts"])
+        raise ActionFailure(
+            "stack_failed",
+            f"stack {root['name']} is {failure}, left so by an update selfheal did not "
+            f"start (updated {root['updated_time']}); selfheal leaves it untouched: an update "
+            "now would act on someone else's broken change. The stack's owner should read "
+            f"`openstack stack event list --nested-depth 5 {root['name']}`, fix the template "
+            "or the cause and update the stack; alarms heal it again once it is healthy.",
+            changes=self.changes, stack=root["id"], status=root["status"],
+            failed_update="not_selfheal")
+
+    def _locate(self, root, resources, member, retrying):
+        """The member's resource now. On a retry, the member as first found
+        (by its name and stack: its failed replacement has another physical
+        id), or any failed resource with the member's old name."""
+        if retrying and self._first is not None:
+            same = [r for r in resources if r["name"] == self._first["name"]
+                    and r["stack"] == self._first["stack"]]
+            if same:
+                return same[0]
+        found = find_member(resources, member)
+        if found is None and retrying:
+            return self._failed_replacement(root, resources, member)
+        return found
+
+    def _failed_replacement(self, root, resources, member):
+        """A member named by a physical id that a failed update of ours
+        replaced with a resource that failed too: that resource."""
+        history = self.heat.events_of_physical_id(root["identity"], member,
+                                                  self.args["nested_depth"])
+        if not history:
+            return None
+        current = [r for r in resources if r["name"] == history[0]["name"]
+                   and history[0]["stack"] in (None, r["stack"])
+                   and r["status"].endswith("_FAILED")]
+        if not current:
+            return None
+        return dict(current[0], original_physical_id=member)
+
+    def _next_rounds(self, root):
+        """Coalescing, next rounds: while this heal holds the claim, members
+        that waiting heals marked during its update (they mark as soon as no
+        update runs) are replaced by one more update each round. Best
+        effort: a round that cannot run or fails leaves the marked members
+        to their own heals (which then hold the claim in turn)."""
+        if self.claim is None:
+            return
+        for number in range(2, 2 + (self.args.get("rounds") or 0)):
+            gather = self.args.get("gather_seconds") or 0
+            if self.clock() + gather >= self.deadline:
+                return
+            self.sleep(gather)
+            root = self.heat.stack(root["id"])
+            if root is None or in_progress(root["status"]) or is_failed(root["status"]):
+                return
+            resources = self.heat.resources(root["identity"], self.args["nested_depth"])
+            marked = sorted(r["name"] for r in resources if r["status"] == "CHECK_FAILED")
+            if not marked:
+                return
+            before = root["updated_time"]
+            self.attempts = 1
+            self.own_update_started = None
+            try:
+                self._check_claim()
+                self.heat.update_existing(root["identity"])
+            except (UpdateInProgress, ActionFailure):
+                return
+            self.changes.append(change(f"stack {root['name']}", "updated", existing=True,
+                                       attempt=1, round=number, marked=marked[:20]))
+            try:
+                root = self._wait_for_update(self.heat.stack(root["id"]), own=True,
+                                             before=before)
+            except (_OwnUpdateFailed, ActionFailure):
+                LOG.warning("stack %s: round %s of heal %s did not complete", root["id"],
+                            number, self.execution)
+                return  # recorded: the next heal retries it
+            self._forget_record()
+
+    def _wait_member_deleted(self, root, resource):
+        """Poll until ``resource`` (being deleted, e.g. by a scale-in) is
+        gone; return the root stack. At the timeout: member_not_replaceable."""
+        interval = FIRST_POLL_SECONDS
+        while True:
+            if self.clock() > self.deadline:
+                raise ActionFailure(
+                    "member_not_replaceable",
+                    f"'{resource['name']}' was still being deleted (DELETE_IN_PROGRESS) after "
+                    f"{self.args['timeout']} s; nothing to heal.", changes=self.changes,
+                    member=resource["name"], status=resource["status"])
+            self.sleep(interval)
+            interval = min(interval * 1.5, MAX_POLL_SECONDS)
+            resources = self.heat.resources(root["identity"], self.args["nested_depth"])
+            now = [r for r in resources if r["name"] == resource["name"]
+                   and r["stack"] == resource["stack"]]
+            if not now or now[0]["status"] != "DELETE_IN_PROGRESS":
+                return self.heat.stack(root["id"]) or root
+
+    @staticmethod
+    def _deleting(resources):
+        """Members of a group being deleted now (a scale-in)."""
+        return [r for r in resources if r["status"] == "DELETE_IN_PROGRESS"
+                and _is_group_member(r, resources)]
+
+    def _removed_with_its_member(self, resources, member):
+        """A member named by the physical id of a resource inside a group
+        member that a scale-in deleted whole (the shipped templates' members
+        are nested stacks: a server and its alarms): the member's deleted
+        stack still has its events. Returns ``(group member name, its stack)``
+        or None."""
+        groups = [r for r in resources if r["type"] in orchestration.GROUP_TYPES
+                  and r["physical_id"]]
+        for group in groups:
+            deleted = self.heat.deleted_members(group["physical_id"])
+            seen = set()
+            for gone in deleted:
+                if gone["physical_id"] in seen or len(seen) >= DELETED_MEMBERS_SEARCHED:
+                    continue
+                seen.add(gone["physical_id"])
+                # the member's own stack (Heat lists no nested depth of a
+                # deleted stack): where its server was
+                if self.heat.events_of_physical_id(gone["physical_id"], member, 0):
+                    return gone["name"], group
+        return None
+
+    def _record_update(self, updated_time):
+        """Write down the update we started (whose failure is ours)."""
+        if self.record is None:
+            return
+        try:
+            self.record.write(updated_time, self.attempts, execution=self.execution,
+                              owner=self.owner)
+        except Exception:  # the heal goes on; only a later retry would miss it
+            LOG.exception("stack %s: recording our update failed", self.record.stack_id)
+
+    def _forget_record(self):
+        if self.record is None or not self.record.written:
+            return
+        try:
+            self.record.clear()
+        except Exception:
+            LOG.exception("stack %s: deleting the record of our update failed",
+                          self.record.stack_id)
 
     def _mark_while_waiting(self):
         """Coalescing: while another heal holds the stack, mark this heal's
@@ -396,8 +673,10 @@ class MemberHealing:
         return root
 
     def _mark(self, resource):
-        if resource["status"] == "CHECK_FAILED":
-            return  # already marked (by an earlier alarm or by hand)
+        if resource["status"].endswith("_FAILED"):
+            # already marked (by an earlier alarm or by hand), or a failed
+            # replacement: the next update replaces it anyway
+            return
         self.heat.mark_unhealthy(resource["stack"], resource["name"], self.reason)
         self.changes.append(change(f"resource {resource['name']}", "marked_unhealthy",
                                    stack=resource["stack"], physical_id=resource["physical_id"],
@@ -419,6 +698,7 @@ class MemberHealing:
                                     changes=self.changes)
             if own and self.own_update_started is None and root["updated_time"] != before:
                 self.own_update_started = root["updated_time"]
+                self._record_update(self.own_update_started)
             started = self.own_update_started is not None or in_progress(root["status"])
             if not in_progress(root["status"]) and (not own or started):
                 break
@@ -436,6 +716,8 @@ class MemberHealing:
             self.sleep(interval)
             interval = min(interval * 1.5, MAX_POLL_SECONDS)
             root = self.heat.stack(root["id"])
+        if own and root["status"] == "UPDATE_FAILED":
+            raise _OwnUpdateFailed(root)
         if own and root["status"] != "UPDATE_COMPLETE":
             raise ActionFailure(
                 "update_failed",
@@ -478,15 +760,31 @@ class MemberHealing:
                 old = {"name": name, "stack": history[0]["stack"], "physical_id": member,
                        "status": "DELETE_COMPLETE"}
                 return self._result("member_removed", root, old, None, t0)
+        if not history and not self._is_a_name(resources, member):
+            removed = self._removed_with_its_member(resources, member)
+            if removed is not None:
+                name, group = removed
+                stack = f"{group['name']}/{group['physical_id']}"
+                current = [r for r in resources if r["name"] == name
+                           and _stack_id(r["stack"]) == group["physical_id"]]
+                old = {"name": name, "stack": stack, "physical_id": member,
+                       "status": "DELETE_COMPLETE"}
+                if current and current[0]["status"] in HEALTHY:  # replaced, not removed
+                    return self._result("already_replaced", root, old, current[0], t0)
+                return self._result("member_removed", root, old, None, t0)
         raise ActionFailure(
             "member_not_found",
             f"no resource named or with physical id '{member}' in stack {root['name']} or its "
             "nested stacks (nor in their history). Check the alarm's stack and instance.",
             stack=root["id"], member=member)
 
+    @staticmethod
+    def _is_a_name(resources, member):
+        return any(r["name"] == member for r in resources)
+
     def _would_replace(self, root, resource, t0):
         changes = []
-        if resource["status"] != "CHECK_FAILED":
+        if not resource["status"].endswith("_FAILED"):
             changes.append(change(f"resource {resource['name']}", "marked_unhealthy",
                                   stack=resource["stack"], physical_id=resource["physical_id"],
                                   reason=self.reason))

@@ -91,6 +91,16 @@ class HeatApi:
                  "time": e.event_time, "stack": _stack_identity(getattr(e, "links", []))}
                 for e in events if getattr(e, "physical_resource_id", None) == physical_id]
 
+    def deleted_members(self, group_stack_id):
+        """Members deleted from a group's nested stack (a scale-in, a
+        replacement), newest first: ``name``, ``physical_id`` (a nested
+        member's stack id, whose events Heat keeps after the delete)."""
+        events = self.heat.events.list(group_stack_id, sort_dir="desc")
+        return [{"name": e.resource_name, "physical_id": e.physical_resource_id,
+                 "time": e.event_time}
+                for e in events if e.resource_status == "DELETE_COMPLETE"
+                and getattr(e, "physical_resource_id", None)]
+
     def mark_unhealthy(self, stack_identity, resource_name, reason):
         """Mark a resource unhealthy (``CHECK_FAILED``).
 

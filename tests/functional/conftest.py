@@ -13,8 +13,10 @@ import uuid
 
 import pytest
 
+from selfheal_lab import autoheal_scenario
 from selfheal_lab import lab
 from selfheal_lab import scenario
+from selfheal_lab import zaqar_client
 
 _COUNTER = itertools.count(1)
 # unique per session: a kept lab remembers the hosts of earlier sessions
@@ -49,3 +51,31 @@ def make_hosts(cloud):
     yield make
     if created:
         cloud.remove_hosts(created)
+
+
+@pytest.fixture(scope="module")
+def heal_lab(lab_info):
+    """The lab with Heat and Zaqar (the autohealing flow)."""
+    lab.up_autoheal()
+    return autoheal_scenario.AutohealLab()
+
+
+@pytest.fixture
+def group(heal_lab):
+    """A fresh stack with 3 members and a queue triggering heal_from_alarm."""
+    created = []
+
+    def make(count=3, extra_input=None, nested_members=False, params=None,
+             member_type="OS::Heat::TestResource"):
+        name = f"ah-{uuid.uuid4().hex[:8]}"
+        stack_id = heal_lab.create_group(name, count, nested_members=nested_members,
+                                         member_type=member_type)
+        queue = f"alarms-{name}"
+        heal_lab.subscribe_trigger(queue, stack_id, extra_input=extra_input, params=params)
+        created.append((stack_id, queue))
+        return stack_id, queue
+
+    yield make
+    for stack_id, queue in created:
+        zaqar_client.delete_queue(queue)
+        heal_lab.delete(stack_id)

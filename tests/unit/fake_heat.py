@@ -17,7 +17,8 @@ NESTED = "web-group-abc/nested-id"
 
 class FakeHeat:
     def __init__(self, members=3, update_polls=2, root_status="CREATE_COMPLETE",
-                 update_result="UPDATE_COMPLETE", member_type="OS::Heat::TestResource"):
+                 update_result="UPDATE_COMPLETE", member_type="OS::Heat::TestResource",
+                 fail_updates=0):
         #: ``OS::Heat::TestResource`` members, or a template name: each member
         #: is then a nested stack holding a ``server`` (the shipped template)
         self.member_type = member_type
@@ -28,9 +29,16 @@ class FakeHeat:
         self.updated_time = None
         self.update_polls = update_polls
         self.update_result = update_result
+        #: the next updates that fail (then update_result again), like a
+        #: replacement Nova cannot place for a while
+        self.fail_updates = fail_updates
         self.polls_left = None
         self.members = {str(i): self._new_member(str(i)) for i in range(members)}
         self.events = []
+        #: members a scale-in deleted whole (nested stacks): ``{"name",
+        #: "physical_id" (their stack's id), "server"}``; their stacks'
+        #: events stay readable, as Heat's do
+        self.removed = []
         self.calls = []
 
     def _now(self):
@@ -73,7 +81,16 @@ class FakeHeat:
         return found
 
     def events_of_physical_id(self, identity, physical_id, nested_depth):
+        for gone in self.removed:
+            if identity == gone["physical_id"]:
+                return ([{"name": "server", "status": "DELETE_COMPLETE", "time": None,
+                          "stack": f"web-group-{gone['name']}/{identity}"}]
+                        if physical_id == gone["server"] else [])
         return [e for e in self.events if e["physical_id"] == physical_id]
+
+    def deleted_members(self, group_stack_id):
+        return [{"name": g["name"], "physical_id": g["physical_id"], "time": None}
+                for g in self.removed if group_stack_id == "nested-id"][::-1]
 
     def mark_unhealthy(self, stack_identity, resource_name, reason):
         self.calls.append(("mark_unhealthy", resource_name))
@@ -100,9 +117,13 @@ class FakeHeat:
     def _finish_update(self):
         self.polls_left = None
         self.root_status = self.update_result
-        if self.update_result != "UPDATE_COMPLETE":
+        if self.fail_updates > 0:
+            self.fail_updates -= 1
+            self.root_status = "UPDATE_FAILED"
+        if self.root_status != "UPDATE_COMPLETE":
             self.root_reason = "Resource UPDATE failed: boom"
             return
+        self.root_reason = "Stack UPDATE completed successfully"
         for name, member in list(self.members.items()):
             if member["status"] == "CHECK_FAILED":
                 self.events.append({"name": name, "physical_id": member["physical_id"],
@@ -110,6 +131,13 @@ class FakeHeat:
                 fresh = self._new_member(name)
                 fresh["creation_time"] = self._now()
                 self.members[name] = fresh
+
+    def scale_in(self, name):
+        """A scale-in deletes member ``name`` (a nested stack) whole."""
+        member = self.members.pop(name)
+        self.removed.append({"name": name, "physical_id": member["physical_id"],
+                             "server": f"vm-of-{member['physical_id']}"})
+        return f"vm-of-{member['physical_id']}"
 
     def count(self, call):
         return sum(1 for c in self.calls if c[0] == call)

@@ -181,7 +181,9 @@ def test_a_huge_member_id_is_refused_with_a_bounded_message():
     assert len(repr(result.error)) < 1000
 
 
-def test_the_shipped_trigger_asks_mistral_not_to_evaluate_the_message():
+@pytest.mark.parametrize("template", ["autohealing_group.yaml",
+                                      "autohealing_autoscaling_group.yaml"])
+def test_the_shipped_trigger_asks_mistral_not_to_evaluate_the_message(template):
     """OS::Zaqar::MistralTrigger puts the Zaqar message in the execution's
     env, and Mistral evaluates every expression in an env unless the
     execution's params say ``evaluate_env: false``: tenant text such as a
@@ -194,7 +196,7 @@ def test_the_shipped_trigger_asks_mistral_not_to_evaluate_the_message():
 
     from selfheal_tools import data
 
-    group = yaml.safe_load((data.heat_templates_dir() / "autohealing_group.yaml").read_text())
+    group = yaml.safe_load((data.heat_templates_dir() / template).read_text())
     trigger = group["resources"]["heal_trigger"]
     assert trigger["type"] == "OS::Zaqar::MistralTrigger"
     post_data = json.loads(autoheal_trigger_post_data(trigger["properties"]))
@@ -357,3 +359,64 @@ def test_an_alarm_for_a_member_removed_by_a_scale_in_is_a_clear_no_op():
     assert result["changes"] == [] and heat.calls == []
     assert result["member"]["old_physical_id"] == server
     assert result["member"]["new_physical_id"] is None
+
+
+def test_an_alarm_for_a_server_whose_whole_member_a_scale_in_deleted_is_a_no_op():
+    """An AutoScalingGroup of nested members (a server and its alarms): a
+    scale-in deletes the member's stack and with it the server's events in
+    the stack tree; the deleted stack's own events still name the server."""
+    heat = FakeHeat(member_type="autohealing_member.yaml")
+    server = heat.scale_in("2")
+    result, _ = heal(heat, member=server)
+    assert result["outcome"] == "member_removed" and result["changes"] == []
+    assert result["member"]["name"] == "2" and result["member"]["old_physical_id"] == server
+    assert heat.calls == []
+    # a server that never was in the stack is still unknown
+    with pytest.raises(ActionFailure) as err:
+        heal(heat, member="vm-of-nothing")
+    assert err.value.reason == "member_not_found"
+
+
+def test_an_alarm_for_a_member_being_deleted_by_a_scale_in_waits_and_is_a_no_op():
+    class ScalingInHeat(FakeHeat):
+        reads = 0
+
+        def resources(self, identity, nested_depth):
+            self.reads += 1
+            if self.reads == 3:  # the scale-in's delete ends
+                member = self.members.pop("2")
+                self.events.append({"name": "2", "physical_id": member["physical_id"],
+                                    "status": "DELETE_COMPLETE", "stack": member["stack"]})
+            return super().resources(identity, nested_depth)
+
+    heat = ScalingInHeat()
+    heat.members["2"]["status"] = "DELETE_IN_PROGRESS"
+    server = heat.members["2"]["physical_id"]
+    result, _ = heal(heat, member=server)
+    assert result["outcome"] == "member_removed" and heat.calls == []
+
+
+def test_an_alarm_for_a_server_of_a_member_being_deleted_waits_for_the_scale_in():
+    class ScalingInHeat(FakeHeat):
+        """Heat no longer lists the server of a member whose stack is being
+        deleted; the member itself is DELETE_IN_PROGRESS for two reads."""
+        reads = 0
+
+        def resources(self, identity, nested_depth):
+            self.reads += 1
+            found = [r for r in super().resources(identity, nested_depth)
+                     if not r["stack"].startswith("web-group-2/")]
+            if self.reads <= 2:
+                for r in found:
+                    if r["name"] == "2":
+                        r["status"] = "DELETE_IN_PROGRESS"
+                return found
+            if "2" in self.members:
+                self.scale_in("2")
+            return super().resources(identity, nested_depth)
+
+    heat = ScalingInHeat(member_type="autohealing_member.yaml")
+    server = f"vm-of-{heat.members['2']['physical_id']}"
+    result, _ = heal(heat, member=server)
+    assert result["outcome"] == "member_removed" and heat.calls == []
+    assert heat.reads >= 3

@@ -368,3 +368,47 @@ def test_a_waiting_heal_whose_member_was_replaced_ends_without_the_claim():
     assert heat.count("update_existing") == 0
     assert ("create", "selfheal-stack-lock-root-id") in store.calls
     assert store.envs[stack_claim.claim_name("root-id")]["variables"]["owner"] == "holder"
+
+
+# --- coalescing: the holder's next rounds ------------------------------------
+
+
+def test_the_holder_replaces_members_marked_while_it_held_the_claim_in_a_next_round():
+    heat = FakeHeat(members=4)
+    store = FakeEnvironments()
+    waiting = {"2": heat.members["2"]["physical_id"], "3": heat.members["3"]["physical_id"]}
+
+    def sleep(seconds):
+        # heals waiting for the claim mark their members once no update runs
+        if heat.root_status == "UPDATE_COMPLETE" and "2" in waiting:
+            for name in waiting:
+                heat.members[name]["status"] = "CHECK_FAILED"
+            waiting.clear()
+
+    ticks = iter(range(100_000))
+    args = {"stack": "web", "member": "1", "reason": None, "since": None, "timeout": 60,
+            "nested_depth": 5, "dry_run": False, "stale_after": 60, "gather_seconds": 1.5,
+            "rounds": 2}
+    healing = mark_unhealthy.MemberHealing(
+        heat, args, "test", clock=lambda: next(ticks), sleep=sleep,
+        claims=lambda stack_id, clock, sleep, stack_name=None: claim(
+            store, "holder", stack_id, clock=clock, sleep=sleep))
+    old = {n: m["physical_id"] for n, m in heat.members.items()}
+    result = healing.run()
+    assert result["outcome"] == "replaced"
+    rounds = [c for c in result["changes"] if c["change"] == "updated"]
+    assert [c.get("round") for c in rounds] == [None, 2]
+    assert rounds[1]["marked"] == ["2", "3"]
+    assert heat.count("update_existing") == 2  # no third: nothing marked after round 2
+    assert all(heat.members[n]["physical_id"] != old[n] for n in ("1", "2", "3"))
+    assert heat.members["0"]["physical_id"] == old["0"]
+    assert result["stack"]["status"] == "UPDATE_COMPLETE"
+    assert store.envs == {}  # released after the rounds
+
+
+@pytest.mark.parametrize("rounds", [0, 2])
+def test_no_rounds_when_nothing_was_marked_or_rounds_is_zero(rounds):
+    heat = FakeHeat()
+    result = heal_with_claims(heat, FakeEnvironments(), "holder", gather_seconds=1.5,
+                              rounds=rounds, timeout=60)
+    assert heat.count("update_existing") == 1 and result["outcome"] == "replaced"

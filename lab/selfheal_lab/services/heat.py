@@ -30,9 +30,16 @@ is the ``heat`` user. Endpoints key ``heat_auth``; registered in the catalog
 as ``orchestration`` with ``$(project_id)s``, which Keystone fills in per
 token. The no-auth Heat keeps ``password``: trusts need Keystone for every
 stack. Its configuration holds the heat user's password (mode 0600).
+
+The engine loads the lab's own resource plugins (``heat_plugins/``):
+``Selfheal::Lab::Member``, an ``OS::Heat::TestResource`` whose creation
+fails while :func:`fail_member_creates` says so (a replacement that Nova
+cannot place, without Nova).
 """
 
+import fcntl
 import json
+import pathlib
 import subprocess
 
 from selfheal_lab import backends
@@ -52,6 +59,10 @@ PROJECT = "admin"
 HEADERS = {"X-Auth-User": "admin", "X-Auth-Project": PROJECT}
 NAMES = ("engine", "api")
 START_TIMEOUT = 180.0
+#: the lab's resource plugins (``Selfheal::Lab::Member``), loaded by the engine
+PLUGIN_DIR = pathlib.Path(__file__).parent / "heat_plugins"
+#: where the engine's plugin reads the faults to inject (an environment variable)
+FAULTS_ENV = "SELFHEAL_LAB_HEAT_FAULTS"
 
 
 def _db_name(authenticated=False):
@@ -99,6 +110,8 @@ num_engine_workers = 1
 deferred_auth_method = {"trusts" if authenticated else "password"}
 heat_metadata_server_url = http://127.0.0.1:{api_port}
 heat_waitcondition_server_url = http://127.0.0.1:{api_port}/v1/waitcondition
+# the lab's own resources (Selfheal::Lab::Member: creations that fail on demand)
+plugin_dirs = {PLUGIN_DIR}
 
 [database]
 connection = {db_url}
@@ -156,7 +169,9 @@ def up(timeout=START_TIMEOUT, authenticated=False):
     sdir = state.service_dir(service)
     previous = state.read_endpoints().get(key) or {}
     fingerprint = managed.fingerprint(db_url, rabbit_url, managed.source_of(__file__),
-                                      venvs.stamp("heat"), identity_url)
+                                      venvs.stamp("heat"), identity_url, *[
+                                          managed.source_of(p)
+                                          for p in sorted(PLUGIN_DIR.glob("*.py"))])
     info = managed.running(service, NAMES, fingerprint, _probe)
     if info:
         return _registered(info)
@@ -192,7 +207,45 @@ def up(timeout=START_TIMEOUT, authenticated=False):
     progress.step(f"starting {what} (api on port {api_port}, engine) "
                   "over RabbitMQ and MariaDB")
     return _registered(managed.start(service, key, commands, fingerprint, info, _probe,
-                                     timeout, what))
+                                     timeout, what,
+                                     env={FAULTS_ENV: str(faults_path(authenticated))}))
+
+
+def faults_path(authenticated=False):
+    """The file of faults the engine's ``Selfheal::Lab::Member`` reads."""
+    return state.service_dir(AUTH_SERVICE if authenticated else SERVICE) / "faults.json"
+
+
+def fail_member_creates(root_stack_id, failures=1, message=None, authenticated=False):
+    """Make the next ``failures`` creations of ``Selfheal::Lab::Member``
+    resources in the stack ``root_stack_id`` (its nested stacks too) fail,
+    with ``message`` as the error (default: Nova's "No valid host").
+    ``failures=0`` clears the fault.
+
+    :returns: what the fault was before (``failures`` left, ``taken``), or None.
+    """
+    path = faults_path(authenticated)
+    path.touch()
+    with open(path, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        faults = json.loads(f.read() or "{}")
+        before = faults.get(root_stack_id)
+        faults[root_stack_id] = {
+            "failures": failures, "taken": 0,
+            "message": message or "No valid host was found. (injected by the lab)"}
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(faults))
+    return before
+
+
+def member_create_faults(root_stack_id, authenticated=False):
+    """The fault set for ``root_stack_id``: ``failures`` left and ``taken``."""
+    try:
+        faults = json.loads(faults_path(authenticated).read_text() or "{}")
+    except FileNotFoundError:
+        return None
+    return faults.get(root_stack_id)
 
 
 def _registered(info):

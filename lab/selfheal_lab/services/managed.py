@@ -46,11 +46,12 @@ def running(service, names, wanted_fingerprint, probe):
     return current["info"] if probe(current["info"]) else None
 
 
-def start(service, key, commands, wanted_fingerprint, info, probe, timeout, what):
+def start(service, key, commands, wanted_fingerprint, info, probe, timeout, what, env=None):
     """Start ``commands`` (``{name: argv}``) in order and wait for ``probe``.
 
     :param key: the ``endpoints.json`` key to record ``info`` under.
     :param probe: ``probe(info) -> bool``, true once the service answers.
+    :param env: environment variables added for every process.
     :returns: ``info`` with the PIDs and logs added.
     :raises RuntimeError: when a process exits or ``timeout`` passes; what
         was started is stopped again and the message holds the log's end.
@@ -61,7 +62,7 @@ def start(service, key, commands, wanted_fingerprint, info, probe, timeout, what
     sdir = state.service_dir(service)
     for name, argv in commands.items():
         processes.log_file(service, name).write_text("")
-        pids[name] = processes.start(service, name, argv, cwd=str(sdir))
+        pids[name] = processes.start(service, name, argv, env=env, cwd=str(sdir))
     deadline = time.monotonic() + timeout
     while not probe(info):
         dead = [name for name, pid in pids.items() if not processes._alive(pid)]
