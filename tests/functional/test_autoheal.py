@@ -54,8 +54,13 @@ def test_five_alarms_for_one_member_within_a_second_replace_it_once(heal_lab, gr
     # others see that and do nothing
     found = outcomes(executions)
     assert found.count("replaced") == 1 and found.count("already_replaced") == 4, found
-    assert sum(any(c["change"] == "marked_unhealthy" for c in e["output"]["result"]["changes"])
-               for e in executions) == 1
+    # a waiting heal marks its member while the holder may be marking the
+    # same one (Heat takes a second mark of a CHECK_FAILED resource as a
+    # no-op), so one or two report the mark; what must hold is one
+    # replacement, below
+    marks = [c for e in executions for c in e["output"]["result"]["changes"]
+             if c["change"] == "marked_unhealthy"]
+    assert 1 <= len(marks) <= 2 and {c["physical_id"] for c in marks} == {before["2"]}, marks
     after = heal_lab.members(stack_id)
     assert after["2"] != before["2"]
     # one replacement: every execution names the same new member
