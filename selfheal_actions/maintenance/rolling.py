@@ -94,6 +94,8 @@ class PlanRollingAction(SelfhealAction):
     :param work_workflow: the workflow run per host between drain and return
         (input ``host``); empty: a pause the operator ends.
     :param owner_instances: instance ids whose owner moves them itself.
+    :param target_hosts: the only hosts to move instances to (empty: any
+        up and enabled host).
     :param dry_run: check and return the plan; record nothing.
     :param microversion: compute API microversion; empty negotiates.
     :returns: ``name``, ``environment``, ``hosts``, ``status`` (done,
@@ -111,13 +113,14 @@ class PlanRollingAction(SelfhealAction):
     action_name = "selfheal.plan_rolling_maintenance"
 
     def __init__(self, hosts=None, aggregate=None, name=None, k=1, work_workflow=None,
-                 owner_instances=None, dry_run=False, microversion=None):
+                 owner_instances=None, target_hosts=None, dry_run=False, microversion=None):
         self.hosts = hosts
         self.aggregate = aggregate
         self.name = name
         self.k = k
         self.work_workflow = work_workflow
         self.owner_instances = owner_instances
+        self.target_hosts = target_hosts
         self.dry_run = dry_run
         self.microversion = microversion
 
@@ -129,6 +132,7 @@ class PlanRollingAction(SelfhealAction):
                 "work_workflow": inputs.text("work_workflow", self.work_workflow,
                                              required=False),
                 "owner_instances": inputs.text_list("owner_instances", self.owner_instances),
+                "target_hosts": inputs.text_list("target_hosts", self.target_hosts),
                 "dry_run": inputs.boolean("dry_run", self.dry_run),
                 "microversion": inputs.microversion("microversion", self.microversion)}
         if bool(args["hosts"]) == bool(args["aggregate"]):
@@ -167,7 +171,7 @@ class PlanRollingAction(SelfhealAction):
             servers = api.servers_on_host(host)
             drain._refuse_bad_policies(servers, args["owner_instances"], host)
             rooms.append(rolling.room(host, rolling.to_place(servers, args["owner_instances"]),
-                                      hypervisors, services))
+                                      hypervisors, services, target_hosts=args["target_hosts"]))
         lacking = [r for r in rooms if not r["fits"]]
         if lacking:
             raise ActionFailure(
@@ -315,6 +319,7 @@ class CheckHostRoomAction(SelfhealAction):
     :param exclude_hosts: other hosts not to count on (in maintenance too).
     :param owner_instances: instance ids whose owner moves them itself
         (counted: they get the default if the owner does not).
+    :param target_hosts: the only hosts to count on (empty: any).
     :param microversion: compute API microversion; empty negotiates.
     :returns: ``host``, ``fits``, ``needed``, ``targets`` (free vCPUs, MB of
         RAM, GB of disk per target, as Nova reports), ``unplaced``,
@@ -324,10 +329,12 @@ class CheckHostRoomAction(SelfhealAction):
 
     action_name = "selfheal.check_host_room"
 
-    def __init__(self, host, exclude_hosts=None, owner_instances=None, microversion=None):
+    def __init__(self, host, exclude_hosts=None, owner_instances=None, target_hosts=None,
+                 microversion=None):
         self.host = host
         self.exclude_hosts = exclude_hosts
         self.owner_instances = owner_instances
+        self.target_hosts = target_hosts
         self.microversion = microversion
 
     def execute(self, context):
@@ -339,7 +346,8 @@ class CheckHostRoomAction(SelfhealAction):
         services = api.compute_services()
         compute.find_service(services, host)
         report = rolling.room(host, rolling.to_place(api.servers_on_host(host), owners),
-                              api.hypervisors(), services, exclude)
+                              api.hypervisors(), services, exclude,
+                              inputs.text_list("target_hosts", self.target_hosts))
         if not report["fits"]:
             raise ActionFailure("not_enough_room", rolling.room_message(report)
                                 + ". Nothing was changed on this host.", **report)

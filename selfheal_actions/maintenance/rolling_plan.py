@@ -122,7 +122,7 @@ def to_place(servers, owner_instances=()):
     return found
 
 
-def room(host, servers, hypervisors, services, exclude=()):
+def room(host, servers, hypervisors, services, exclude=(), target_hosts=()):
     """Whether the instances a drain of ``host`` moves fit elsewhere.
 
     Each instance (largest memory first) is placed on the target with the
@@ -136,11 +136,14 @@ def room(host, servers, hypervisors, services, exclude=()):
     :param hypervisors: hypervisor dicts (``service.host`` and the usage).
     :param services: nova-compute service dicts.
     :param exclude: other hosts not to count on (in maintenance with it).
+    :param target_hosts: when given, the only hosts to count on (the
+        drain's ``target_hosts``).
     :returns: ``{host, fits, needed, targets: {host: free}, unplaced:
         [{id, name, needs}], short: {resource: amount missing in total}}``.
     """
     usable = {s["host"] for s in services if s["host"] != host and s["host"] not in exclude
-              and s["state"] == "up" and s["status"] == "enabled" and not s.get("forced_down")}
+              and s["state"] == "up" and s["status"] == "enabled" and not s.get("forced_down")
+              and (not target_hosts or s["host"] in target_hosts)}
     targets = {}
     for hypervisor in hypervisors:
         name = (hypervisor.get("service") or {}).get("host") or \
