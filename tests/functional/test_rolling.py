@@ -238,3 +238,50 @@ def test_killed_mid_way_a_rerun_continues_and_moves_nothing_twice(cloud, make_ho
     assert {m.source_compute for sid in ids[:2] for m in moves(cloud, sid)} >= {h1}
     for host in (h1, h2):
         assert cloud.service(host).status == "enabled"
+
+
+def test_anti_affinity_group_never_more_than_one_member_disrupted(cloud, make_hosts):
+    h1, h2, h3 = make_hosts(3)
+    nova = cloud.nova()
+    group = nova.server_groups.create(name=unique("web"), policy="anti-affinity")
+    flavor = nova.flavors.find(name="m1.tiny")
+    members = []
+    for host in (h1, h2, h3):
+        # the member on h1 is stopped for its host's maintenance (stop_start):
+        # disrupted until h1 is back, so the others must wait for it
+        meta = {POLICY: "stop_start"} if host == h1 else {}
+        members.append(nova.servers.create(
+            f"web-{host}", cloud.image_id(), flavor.id, nics="none", meta=meta,
+            availability_zone=f"nova:{host}", scheduler_hints={"group": group.id}).id)
+    cloud.wait_servers(members, "ACTIVE")
+    name = unique("roll")
+    watcher = Watcher(cloud, [h1, h2, h3], members, group=members)
+    watcher.start()
+    try:
+        # all three hosts at once: only the group limit keeps the members apart
+        execution = cloud.start_workflow(ROLLING, {"hosts": [h1, h2, h3], "name": name,
+                                                   "k": 3, "timeout": 300})
+        ended = set()
+        deadline = time.monotonic() + 420
+        while len(ended) < 3 and time.monotonic() < deadline:
+            for host in (h1, h2, h3):
+                state = host_state(cloud, name, host)
+                if host not in ended and state.get("resume"):
+                    end_pause(cloud, state)
+                    ended.add(host)
+            time.sleep(0.5)
+        done = cloud.wait_workflow(execution["id"], timeout=300)
+    finally:
+        watcher.stopped.set()
+        watcher.join()
+        nova.server_groups.delete(group.id)
+
+    assert done["state"] == "SUCCESS", done.get("output") or done["state_info"]
+    assert watcher.peak_hosts == 3  # the hosts were in maintenance together
+    assert watcher.peak_group == 1, watcher.peak_group
+    assert (h1, "SHUTOFF") in watcher.seen[members[0]]
+    for sid in members[1:]:
+        assert {m.status for m in moves(cloud, sid)} == {"completed"}
+    hosts = [host_of(cloud.server(sid)) for sid in members]
+    assert len(set(hosts)) == 3 and hosts[0] == h1
+    assert {cloud.server(sid).status for sid in members} == {"ACTIVE"}
