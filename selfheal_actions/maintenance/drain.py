@@ -65,10 +65,10 @@ class DrainHostAction(SelfhealAction):
         itself: they are not touched while they may still leave (see
         ``owner_window``), like those whose metadata says
         ``selfheal:maintenance=leave_to_owner``.
-    :param owner_window: seconds (0-7200, default 600, less than
-        ``timeout``) the drain waits for owners to move their instances
-        (read from Nova); then those still on the host get the default
-        policy (live migration).
+    :param owner_window: seconds (0-7200, default 600; less than
+        ``timeout`` when the host has owners' instances) the drain waits
+        for owners to move their instances (read from Nova); then those
+        still on the host get the default policy (live migration).
     :param max_impacted_members: members of one anti-affinity (or
         soft-anti-affinity) server group disrupted at once, on any host
         (1-1000, default 1); Nova's server groups carry no metadata for it.
@@ -135,10 +135,6 @@ class DrainHostAction(SelfhealAction):
                                                   self.max_impacted_members, 1, 1000,
                                                   integer=True),
         }
-        if args["owner_window"] >= args["timeout"]:
-            raise InvalidInput(f"input 'owner_window' ({args['owner_window']:g} s) must be "
-                               f"less than 'timeout' ({args['timeout']:g} s): the drain "
-                               "must have time left to move what the owners did not")
         if args["host"] in args["target_hosts"]:
             raise InvalidInput(f"target_hosts names the host to empty '{args['host']}'")
         return args
@@ -173,7 +169,9 @@ class DrainHostAction(SelfhealAction):
         marker = markers.parse(service.get("disabled_reason"))
         since = marker["at"] if marker and marker["kind"] == markers.MAINTENANCE else None
         result = {"host": host, "microversion": api.microversion}
-        _refuse_bad_policies(api.servers_on_host(host), args["owner_instances"], host)
+        on_host = api.servers_on_host(host)
+        _refuse_bad_policies(on_host, args["owner_instances"], host)
+        _check_owner_window(on_host, args)
         if args["dry_run"]:
             entries, earlier = self._plan(api, host, args, since)
             for entry in entries:
@@ -267,6 +265,18 @@ def _refuse_bad_policies(servers, owner_instances, host):
             + ". Nothing was changed. Fix the metadata (openstack server set --property "
             f"{plans.POLICY_KEY}=live_migrate <server>) or remove it, then run again.",
             host=host, instances=bad)
+
+
+def _check_owner_window(servers, args):
+    """Owners' instances on the host need a window shorter than the drain's
+    timeout (time is left to move what the owners did not)."""
+    owners = [s for s in servers
+              if plans.policy_of(s, args["owner_instances"])[0] == plans.LEAVE_TO_OWNER]
+    if owners and args["owner_window"] >= args["timeout"]:
+        raise InvalidInput(f"input 'owner_window' ({args['owner_window']:g} s) must be less "
+                           f"than 'timeout' ({args['timeout']:g} s) when instances are left to "
+                           f"their owners ({len(owners)} on the host): the drain must have "
+                           "time left to move what the owners did not")
 
 
 def _line(entry):

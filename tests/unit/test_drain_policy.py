@@ -181,7 +181,12 @@ def test_action_reports_owners_and_stopped_instances(use_fake):
 
 
 def test_owner_window_must_leave_time_to_move(use_fake):
-    use_fake(cloud([server("a")]))
-    result = act(owner_window=600, timeout=600)
-    assert result.error["reason"] == "invalid_input"
-    assert "'owner_window' (600 s) must be less than 'timeout'" in result.error["message"]
+    nova = use_fake(cloud([server("a")]))
+    # no owners' instances on the host: the window does not matter
+    assert act(owner_window=600, timeout=300).error is None
+    nova.servers["b"] = dict(with_policy("b", "leave_to_owner"), **{"OS-EXT-SRV-ATTR:host": HOST})
+    for dry_run in (True, False):
+        result = act(owner_window=600, timeout=600, dry_run=dry_run)
+        assert result.error["reason"] == "invalid_input"
+        assert "'owner_window' (600 s) must be less than 'timeout'" in result.error["message"]
+    assert nova.count("live_migrate") == 1
