@@ -37,7 +37,7 @@ from selfheal_actions.maintenance import rolling_plan as rolling
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
 #: execution states in which an earlier run still owns the plan
-_ALIVE = ("RUNNING", "PAUSED", "IDLE")
+_ALIVE = ("IDLE", "WAITING", "RUNNING", "RUNNING_DELAYED", "PAUSED")
 
 
 def _name(value):
