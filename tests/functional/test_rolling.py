@@ -193,6 +193,7 @@ def wait_for_pause(cloud, name, host, other_than=None, timeout=240):
         state = host_state(cloud, name, host)
         if state.get("resume") and state["resume"] != other_than:
             return state
+        assert state.get("state") != "failed", state
         time.sleep(0.5)
     raise TimeoutError(f"{host} never waited for the operator: {state}")
 
@@ -285,3 +286,20 @@ def test_anti_affinity_group_never_more_than_one_member_disrupted(cloud, make_ho
     hosts = [host_of(cloud.server(sid)) for sid in members]
     assert len(set(hosts)) == 3 and hosts[0] == h1
     assert {cloud.server(sid).status for sid in members} == {"ACTIVE"}
+
+
+def test_a_policy_typo_refuses_the_host_before_anything_changes(cloud, make_hosts):
+    host, _ = make_hosts(2)
+    good = cloud.boot("good", host)
+    typo = cloud.boot("typo", host, metadata={POLICY: "live-migrate"})
+
+    execution = cloud.run_workflow("selfheal.maintenance.start_maintenance", {"host": host})
+
+    assert execution["state"] == "ERROR"
+    assert execution["output"]["failed_step"] == "plan"
+    error = execution["output"]["error"]
+    assert error["reason"] == "invalid_instance_policy"
+    assert f"typo ({typo}): metadata selfheal:maintenance='live-migrate'" in error["message"]
+    assert cloud.service(host).status == "enabled"
+    for sid in (good, typo):
+        assert host_of(cloud.server(sid)) == host and moves(cloud, sid) == []
