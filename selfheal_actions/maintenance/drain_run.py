@@ -26,6 +26,7 @@ import time
 from novaclient import exceptions as nova_exc
 
 from selfheal_actions.common import compute
+from selfheal_actions.common import timeutil
 from selfheal_actions.common.results import change
 from selfheal_actions.common.results import raise_if_forbidden
 from selfheal_actions.maintenance import drain_plan as plans
@@ -39,6 +40,8 @@ from selfheal_actions.moves.windowed_run import WindowedRun
 LOG = logging.getLogger(__name__)
 
 MIGRATING = "migrating"
+#: seconds after which a server group's turnstile counts as left by a dead run
+GROUP_LOCK_STALE = 60
 #: waiting for the owner to move the instance
 OWNER_WAIT = "owner_wait"
 
@@ -172,7 +175,52 @@ class DrainRun(WindowedRun):
             entry["reason"] = None
         return True
 
+    def _group_gate(self, entry):
+        """For a grouped member: take the group's turnstile, count again,
+        and return the release callable, or None when it must wait.
+
+        Drains of other hosts decide at the same moment; the turnstile (a
+        Nova aggregate ``selfheal-lock-group-<id>``, whose unique name makes
+        its creation atomic) makes count-then-request one step, and Nova
+        records the request's task state before it answers, so the next
+        holder counts it. A turnstile older than ``GROUP_LOCK_STALE``
+        seconds (its holder died between the two calls) is taken over.
+        """
+        group = self.options.groups.get(entry["id"])
+        if group is None:
+            return lambda: None
+        name = f"selfheal-lock-group-{group['id']}"[:255]
+        try:
+            lock = self.api.create_aggregate(name)
+        except nova_exc.Conflict:
+            held = self.api.find_aggregate(name)
+            created = timeutil.parse_time((held or {}).get("created_at"))
+            if held and created and (timeutil.utcnow() - created.replace(
+                    tzinfo=timeutil.utcnow().tzinfo)).total_seconds() > GROUP_LOCK_STALE:
+                self._drop_lock(held["id"])
+            entry["reason"] = f"waiting: server group {group['name'] or group['id']} busy"
+            return None
+        if not self._may_start(entry):
+            self._drop_lock(lock["id"])
+            return None
+        return lambda: self._drop_lock(lock["id"])
+
+    def _drop_lock(self, aggregate_id):
+        try:
+            self.api.delete_aggregate(aggregate_id)
+        except nova_exc.NotFound:
+            pass
+
     def _start_move(self, entry, target):
+        release = self._group_gate(entry)
+        if release is None:
+            return False
+        try:
+            return self._request_move(entry, target)
+        finally:
+            release()
+
+    def _request_move(self, entry, target):
         if entry["method"] == plans.STOP:
             return self._stop(entry)
         entry.setdefault("began", self.clock())

@@ -190,3 +190,19 @@ def test_owner_window_must_leave_time_to_move(use_fake):
         assert result.error["reason"] == "invalid_input"
         assert "'owner_window' (600 s) must be less than 'timeout'" in result.error["message"]
     assert nova.count("live_migrate") == 1
+
+
+def test_a_groups_turnstile_held_elsewhere_holds_the_member_back_until_stale():
+    nova = cloud([server("a")])
+    nova.groups = [{"id": "g", "name": "web", "policy": "anti-affinity", "members": ["a"]}]
+    nova.create_aggregate("selfheal-lock-group-g")  # another host's drain, deciding now
+    opts = drain_run.DrainOptions(timeout=20, groups=plans.group_limits(nova.server_groups(), 1))
+    got, _ = run(nova, opts)
+    assert got["a"]["outcome"] == "timed_out"
+    assert "server group web busy" in got["a"]["reason"]
+    # a turnstile left by a run that died is taken over
+    held = nova.find_aggregate("selfheal-lock-group-g")
+    nova.aggregates[held["id"]]["created_at"] = "2020-01-01T00:00:00.000000"
+    got, _ = run(nova, drain_run.DrainOptions(timeout=60, groups=opts.groups))
+    assert got["a"]["outcome"] == "migrated"
+    assert not nova.aggregates  # every turnstile released
