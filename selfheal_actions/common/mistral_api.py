@@ -146,14 +146,17 @@ class MistralApi:
             raise
         return _decoded(found or {})
 
-    def update_environment(self, name, variables):
-        """Replace the variables of the environment ``name``.
+    def update_environment(self, name, variables, description=None):
+        """Replace the variables (and the description, when given) of the
+        environment ``name``.
 
         :raises EnvironmentGone: it does not exist (any more).
         """
+        body = {"name": name, "variables": json.dumps(variables)}
+        if description is not None:
+            body["description"] = description[:255]
         try:
-            self._call("PUT", "/environments", {"name": name,
-                                                "variables": json.dumps(variables)})
+            self._call("PUT", "/environments", body)
         except MistralApiError as error:
             if error.http_status == 404:
                 raise EnvironmentGone(name) from None

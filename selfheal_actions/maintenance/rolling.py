@@ -68,7 +68,7 @@ def write_state(api, name, host, state):
     described = f"{state['state']}" + (f": {state['note']}" if state.get("note") else "")
     if not api.create_environment(env, state, description=described):
         try:
-            api.update_environment(env, state)
+            api.update_environment(env, state, description=described)
         except mistral_api.EnvironmentGone:
             api.create_environment(env, state, description=described)
     return state

@@ -215,6 +215,8 @@ def test_killed_mid_way_a_rerun_continues_and_moves_nothing_twice(cloud, make_ho
     # while it runs, the state is readable: h1 in the work, h2 waiting
     assert paused["state"] == "working"
     assert paused["resume"].startswith("mistral action-execution-update ")
+    listed = mistral_client.get_environment(cloud.mistral_url, f"selfheal-rolling-{name}--{h1}")
+    assert listed["description"] == f"working: waiting for the operator: {paused['resume']}"
     assert host_state(cloud, name, h2) == {}
     # killed: the operator stops the execution
     mistral_client._request("PUT", mistral_client._url(

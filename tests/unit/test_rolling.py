@@ -33,10 +33,12 @@ class FakeMistral(FakeEnvironments):
         found = self.get_environment(name)
         return None if found is None else found["variables"]
 
-    def update_environment(self, name, variables):
+    def update_environment(self, name, variables, description=None):
         if name not in self.envs:
             raise mistral_api.EnvironmentGone(name)
         super().update_environment(name, variables)
+        if description is not None:
+            self.envs[name]["description"] = description
 
     def execution(self, execution_id):
         return self.executions.get(execution_id)
@@ -220,6 +222,7 @@ def test_progress_records_each_host_in_its_own_environment(fakes):
     assert mistral.envs["selfheal-rolling-r1--h1"]["description"] == "draining"
     assert progress(name="r1").data["next"] == []  # k=1: h1 is in progress
     progress(name="r1", host="h1", state="returning", work_done=True)
+    assert mistral.envs["selfheal-rolling-r1--h1"]["description"] == "returning"
     done = progress(name="r1", host="h1", state="done")
     assert done.data["state"]["work_done"] is True
     assert progress(name="r1").data["next"] == ["h2"]
