@@ -21,6 +21,14 @@ Nova runs one at a time per source host (``max_concurrent_live_migrations``
 defaults to 1) whoever asks.
 
     .venv/bin/python benchmarks/drain.py [--sizes 20 50] [--repeat 1]
+
+With ``--rolling H``: a rolling maintenance of H hosts with N instances each
+(``selfheal.maintenance.rolling_maintenance``, k = 1, a no-op work workflow
+per host, every instance sent to one spare host), timed from execution-create
+to SUCCESS, against the sum of H floors (the same bare script, host after
+host), and the Nova API requests per instance of each:
+
+    .venv/bin/python benchmarks/drain.py --rolling 3 --sizes 10
 """
 
 import argparse
@@ -39,6 +47,16 @@ from selfheal_lab.services import nova as nova_box
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 WF = "selfheal.maintenance.start_maintenance"
+ROLLING = "selfheal.maintenance.rolling_maintenance"
+NOOP_WORK = """---
+version: '2.0'
+bench_rolling_work:
+  input:
+    - host
+  tasks:
+    work:
+      action: std.noop
+"""
 FLOOR_POLL = 0.25
 
 
@@ -118,6 +136,64 @@ def measure(cloud, count, repeat, workflow_input):
     }
 
 
+def measure_rolling(cloud, hosts_count, count, workflow_input):
+    """One rolling maintenance of ``hosts_count`` hosts x ``count`` instances
+    against the sum of as many floors, on identical fresh hosts."""
+    from selfheal_lab import mistral_client
+
+    try:
+        mistral_client.create_workflows(cloud.mistral_url, NOOP_WORK)
+    except mistral_client.MistralAPIError as error:
+        if error.status != 409:
+            raise
+    run = uuid.uuid4().hex[:4]
+    timeout = 300 + 20 * count * hosts_count
+    names = [f"r{run}h{i}" for i in range(hosts_count)]
+    hosts = cloud.add_hosts(*names, f"r{run}spare")
+    servers = {h: cloud.boot_many(f"{h}v", h, count) for h in names}
+    floor_names = [f"r{run}f{i}" for i in range(hosts_count)]
+    floor_hosts = cloud.add_hosts(*floor_names, f"r{run}fspare")
+    floor_servers = {h: cloud.boot_many(f"{h}v", h, count) for h in floor_names}
+    try:
+        nova_box.reset_request_counts()
+        started = time.monotonic()
+        execution = cloud.run_workflow(ROLLING, dict(
+            workflow_input, hosts=names, name=f"bench-{run}", work_workflow="bench_rolling_work",
+            target_hosts=[hosts[-1]]), timeout=timeout)
+        ours_s = time.monotonic() - started
+        ours_requests = nova_box.request_counts()["total"]
+        if execution["state"] != "SUCCESS":
+            raise RuntimeError(f"rolling run failed: {json.dumps(execution.get('output'))[:2000]}")
+        verified = sum(1 for ids in servers.values() for sid in ids
+                       if getattr(cloud.server(sid), "OS-EXT-SRV-ATTR:host") == hosts[-1]
+                       and cloud.server(sid).status == "ACTIVE")
+        floors = [run_floor(cloud, h, floor_servers[h], timeout) for h in floor_names]
+    finally:
+        cloud.remove_hosts(hosts + floor_hosts)
+    total = hosts_count * count
+    floor_s = sum(f["seconds"] for f in floors)
+    print(f"  rolling {hosts_count}x{count}: selfheal {ours_s:.1f}s ({ours_requests} requests),"
+          f" floors {floor_s:.1f}s", file=sys.stderr, flush=True)
+    return {"hosts": hosts_count, "instances_per_host": count, "selfheal_seconds": round(ours_s, 2),
+            "floor_seconds": round(floor_s, 2), "ratio": round(ours_s / floor_s, 2),
+            "selfheal_requests_per_instance": round(ours_requests / total, 2),
+            "floor_requests_per_instance": round(sum(f["requests"] for f in floors) / total, 2),
+            "hosts_done": len(execution["output"]["status"]["done"]), "verified": verified}
+
+
+def rolling_table(results):
+    head = ("hosts x N", "selfheal s", "sum of floors s", "ratio", "selfheal req/inst",
+            "floor req/inst", "hosts done", "on the spare, ACTIVE")
+    rows = [head] + [(f"{r['hosts']} x {r['instances_per_host']}",
+                      f"{r['selfheal_seconds']:.1f}", f"{r['floor_seconds']:.1f}",
+                      f"{r['ratio']:.2f}", f"{r['selfheal_requests_per_instance']:.2f}",
+                      f"{r['floor_requests_per_instance']:.2f}",
+                      f"{r['hosts_done']}/{r['hosts']}",
+                      f"{r['verified']}/{r['hosts'] * r['instances_per_host']}")
+                     for r in results]
+    return tables.format_table(rows, markdown=True)
+
+
 def table(results):
     head = ("N", "selfheal s", "floor s", "ratio (<=1.2)", "selfheal req/inst",
             "floor req/inst", "verified")
@@ -135,6 +211,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=None,
                         help="selfheal's concurrency window (default: the workflow's)")
+    parser.add_argument("--rolling", type=int, default=0, metavar="HOSTS",
+                        help="measure a rolling maintenance of HOSTS hosts (N instances each)")
     parser.add_argument("--keep-lab", action="store_true")
     args = parser.parse_args(argv)
     workflow_input = {}
@@ -149,21 +227,26 @@ def main(argv=None):
     results = []
     try:
         for count in args.sizes:
-            results.append(measure(cloud, count, args.repeat, workflow_input))
+            if args.rolling:
+                results.append(measure_rolling(cloud, args.rolling, count, workflow_input))
+            else:
+                results.append(measure(cloud, count, args.repeat, workflow_input))
     finally:
         if not args.keep_lab:
             lab.down()
-    text = table(results)
+    text = rolling_table(results) if args.rolling else table(results)
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     command = ".venv/bin/python benchmarks/drain.py " + " ".join(argv or sys.argv[1:])
     meta = {"when": stamp, "command": command.strip(),
             "workflow_input": workflow_input, "results": results}
-    (RESULTS / "drain-latest.json").write_text(json.dumps(meta, indent=2))
-    (RESULTS / "drain-latest.md").write_text(
-        f"# Drain for maintenance: selfheal vs Nova's floor\n\n{stamp}, "
-        f"`{meta['command']}`\n\n{text}\n")
+    stem, title = (("drain-rolling", "Rolling maintenance: selfheal vs the sum of the "
+                    "drains' floors") if args.rolling
+                   else ("drain", "Drain for maintenance: selfheal vs Nova's floor"))
+    (RESULTS / f"{stem}-latest.json").write_text(json.dumps(meta, indent=2))
+    (RESULTS / f"{stem}-latest.md").write_text(
+        f"# {title}\n\n{stamp}, `{meta['command']}`\n\n{text}\n")
     return 0
 
 

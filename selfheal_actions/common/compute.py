@@ -57,6 +57,8 @@ MIN_MICROVERSION = "2.53"
 #: from 2.95 Nova leaves evacuated servers stopped, so evacuations are sent
 #: at this one at most (see NovaApi.evacuate).
 KEEPS_POWER_STATE = "2.94"
+#: the last microversion whose hypervisor details carry usage figures
+HYPERVISOR_USAGE = "2.87"
 
 
 class NovaApi:
@@ -165,6 +167,37 @@ class NovaApi:
 
     def reset_to_error(self, server_id):
         self.nova.servers.reset_state(server_id, "error")
+
+    @retried
+    def set_server_metadata(self, server_id, key, value):
+        """Set one metadata item of a server (idempotent)."""
+        self.nova.servers.set_meta_item(server_id, key, value)
+
+    @retried
+    def delete_server_metadata(self, server_id, key):
+        """Remove one metadata item of a server; absent already is fine."""
+        try:
+            self.nova.servers.delete_meta(server_id, [key])
+        except nova_exc.NotFound:
+            pass
+
+    @retried
+    def server_groups(self):
+        """Every server group of every project, as dicts (``id``, ``name``,
+        ``policy`` or ``policies``, ``members``)."""
+        return [g.to_dict() for g in self.nova.server_groups.list(all_projects=True)]
+
+    @retried
+    def hypervisors(self):
+        """Every hypervisor with its resources as Nova reports them
+        (``hypervisor_hostname``, ``service.host``, ``vcpus``, ``vcpus_used``,
+        ``memory_mb``, ``memory_mb_used``, ``local_gb``, ``local_gb_used``).
+
+        Read at microversion 2.87 at most: from 2.88 Nova leaves the
+        resource figures out (Placement has them).
+        """
+        with self._capped(HYPERVISOR_USAGE):
+            return [h.to_dict() for h in self.nova.hypervisors.list(detailed=True)]
 
     # migrations
     @retried

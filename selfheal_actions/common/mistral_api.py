@@ -90,6 +90,25 @@ class MistralApi:
             "workflow_name": workflow_name, "input": json.dumps(workflow_input),
             "description": description[:255]}))
 
+    def execution(self, execution_id):
+        """The execution ``execution_id`` (decoded), or None when it does not exist."""
+        try:
+            return _decoded(self._call("GET", f"/executions/{execution_id}") or {})
+        except MistralApiError as error:
+            if error.http_status == 404:
+                return None
+            raise
+
+    def workflow(self, name):
+        """The workflow ``name`` (``input`` is its declared inputs as text,
+        e.g. ``"host, timeout=60"``), or None when there is none."""
+        try:
+            return self._call("GET", f"/workflows/{urllib.parse.quote(name, safe='')}")
+        except MistralApiError as error:
+            if error.http_status == 404:
+                return None
+            raise
+
     def delete_execution(self, execution_id):
         self._call("DELETE", f"/executions/{execution_id}")
 
@@ -127,14 +146,17 @@ class MistralApi:
             raise
         return _decoded(found or {})
 
-    def update_environment(self, name, variables):
-        """Replace the variables of the environment ``name``.
+    def update_environment(self, name, variables, description=None):
+        """Replace the variables (and the description, when given) of the
+        environment ``name``.
 
         :raises EnvironmentGone: it does not exist (any more).
         """
+        body = {"name": name, "variables": json.dumps(variables)}
+        if description is not None:
+            body["description"] = description[:255]
         try:
-            self._call("PUT", "/environments", {"name": name,
-                                                "variables": json.dumps(variables)})
+            self._call("PUT", "/environments", body)
         except MistralApiError as error:
             if error.http_status == 404:
                 raise EnvironmentGone(name) from None

@@ -162,12 +162,27 @@ RULES = {
     "projects": _mapping,
     "session_id": _optional_text,
     "queue": _text,
+    # maintenance: owners, server groups, rolling
+    "owner_instances": _text_list,
+    "owner_window": _number(0, 7200),
+    "max_impacted_members": _integer(1, 1000),
+    "hosts": _text_list,
+    "aggregate": _optional_text,
+    "name": _optional_text,
+    "k": _integer(1, 100),
+    "work_workflow": _workflow_name,
+    "return_timeout": _number(10, 7200),
 }
 
 #: where a workflow's action takes other bounds than the shared rule
 OVERRIDES = {
     "selfheal.maintenance.start_maintenance": {"concurrency": _integer(1, 100),
                                                "timeout": _number(10, 7200)},
+    "selfheal.maintenance.rolling_maintenance": {"concurrency": _integer(1, 100),
+                                                 "timeout": _number(10, 7200)},
+    "selfheal.maintenance._maintain_host": {"concurrency": _integer(1, 100),
+                                            "timeout": _number(10, 7200),
+                                            "name": _text},
     # whole seconds: the workflow's task timeout is computed from it
     "selfheal.autoheal.heal_from_alarm": {"timeout": _integer(1, 7200)},
     "selfheal.autoheal.mark_unhealthy": {"timeout": _integer(1, 7200)},

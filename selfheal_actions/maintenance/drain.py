@@ -61,13 +61,33 @@ class DrainHostAction(SelfhealAction):
     :param poll_interval: longest pause between two polls, seconds (default 2).
     :param dry_run: return the plan, change nothing.
     :param microversion: compute API microversion; empty negotiates.
+    :param owner_instances: ids of instances whose owner said it moves them
+        itself: they are not touched while they may still leave (see
+        ``owner_window``), like those whose metadata says
+        ``selfheal:maintenance=leave_to_owner``.
+    :param owner_window: seconds (0-7200, default 600; less than
+        ``timeout`` when the host has owners' instances) the drain waits
+        for owners to move their instances (read from Nova); then those
+        still on the host get the default policy (live migration).
+    :param max_impacted_members: members of one anti-affinity (or
+        soft-anti-affinity) server group disrupted at once, on any host
+        (1-1000, default 1); Nova's server groups carry no metadata for it.
     :returns: ``host``, ``microversion``, ``emptied`` (no instance left on
-        the host), ``instances`` (per instance: id, name, source,
-        destination, method (live / cold), migration_id, migration_status,
-        attempts, seconds, outcome: migrated / cold_migrated /
-        already_migrated / skipped / left / failed / timed_out / planned,
-        reason), ``totals``, ``seconds``, ``changes``. Error reasons:
-        ``invalid_input``, ``host_not_found``, ``host_not_disabled``,
+        the host but those stopped there by their policy), ``instances``
+        (per instance: id, name, policy, source, destination, method (live
+        / cold / stop), migration_id, migration_status, attempts, seconds,
+        outcome: migrated / cold_migrated / already_migrated / stopped /
+        moved_by_owner / removed_by_owner / skipped / left / failed /
+        timed_out / planned, reason), ``moved_by_owner`` (ids),
+        ``stopped_on_host`` (ids, started again by finish_maintenance),
+        ``owner_instances_not_on_host`` (ids of owner_instances not found on
+        the host at the start), ``totals``, ``seconds``, ``changes``. Each
+        instance is handled by its ``selfheal:maintenance`` metadata (see
+        ``selfheal_actions.maintenance.drain_plan``). Error reasons:
+        ``invalid_input``, ``invalid_instance_policy`` (a server's
+        ``selfheal:maintenance`` value is not a policy: nothing was changed,
+        the details list each such server), ``host_not_found``,
+        ``host_not_disabled``,
         ``host_down`` (use the host failure flow), ``host_busy`` (another
         execution works on the host), ``host_not_emptied`` (the details list
         every instance and why it is still there), and the client errors of
@@ -78,7 +98,8 @@ class DrainHostAction(SelfhealAction):
 
     def __init__(self, host, concurrency=4, max_attempts=3, target_hosts=None,
                  cold_migration=plans.COLD_STOPPED, timeout=1800, poll_interval=2,
-                 dry_run=False, microversion=None):
+                 dry_run=False, microversion=None, owner_instances=None, owner_window=600,
+                 max_impacted_members=1):
         self.host = host
         self.concurrency = concurrency
         self.max_attempts = max_attempts
@@ -88,6 +109,9 @@ class DrainHostAction(SelfhealAction):
         self.poll_interval = poll_interval
         self.dry_run = dry_run
         self.microversion = microversion
+        self.owner_instances = owner_instances
+        self.owner_window = owner_window
+        self.max_impacted_members = max_impacted_members
 
     def _validated(self):
         cold = inputs.text("cold_migration", self.cold_migration, required=False) \
@@ -105,6 +129,11 @@ class DrainHostAction(SelfhealAction):
             "poll_interval": inputs.number("poll_interval", self.poll_interval, 0.1, 60),
             "dry_run": inputs.boolean("dry_run", self.dry_run),
             "microversion": inputs.microversion("microversion", self.microversion),
+            "owner_instances": inputs.text_list("owner_instances", self.owner_instances),
+            "owner_window": inputs.number("owner_window", self.owner_window, 0, 7200),
+            "max_impacted_members": inputs.number("max_impacted_members",
+                                                  self.max_impacted_members, 1, 1000,
+                                                  integer=True),
         }
         if args["host"] in args["target_hosts"]:
             raise InvalidInput(f"target_hosts names the host to empty '{args['host']}'")
@@ -140,14 +169,17 @@ class DrainHostAction(SelfhealAction):
         marker = markers.parse(service.get("disabled_reason"))
         since = marker["at"] if marker and marker["kind"] == markers.MAINTENANCE else None
         result = {"host": host, "microversion": api.microversion}
+        on_host = api.servers_on_host(host)
+        _refuse_bad_policies(on_host, args["owner_instances"], host)
+        _check_owner_window(on_host, args)
         if args["dry_run"]:
             entries, earlier = self._plan(api, host, args, since)
             for entry in entries:
-                entry["outcome"] = "planned" if entry["decision"] in ("move", "adopt") \
-                    else ("skipped" if entry["decision"] == "skip" else "left")
+                entry["outcome"] = _planned_outcome(entry["decision"])
             instances = earlier + entries
+            self._report_owners(result, instances, entries, args["owner_instances"])
             result.update(instances=instances, totals=totals(instances),
-                          emptied=not any(e["outcome"] != "already_migrated"
+                          emptied=not any(e["outcome"] not in ("already_migrated", "stopped")
                                           for e in instances),
                           seconds=round(time.monotonic() - started, 2),
                           changes=[change(f"server {e['id']}", f"would_{e['method']}_migrate")
@@ -165,7 +197,9 @@ class DrainHostAction(SelfhealAction):
             remaining = args["timeout"] - (time.monotonic() - started)
             run = DrainRun(api, host, entries, DrainOptions(
                 args["concurrency"], args["max_attempts"], args["target_hosts"],
-                max(remaining, 1), args["poll_interval"], candidates, args["cold_migration"]),
+                max(remaining, 1), args["poll_interval"], candidates, args["cold_migration"],
+                args["owner_window"],
+                plans.group_limits(api.server_groups(), args["max_impacted_members"])),
                 on_cycle=lock.check)
             self.changes_so_far = run.changes
             run.run()
@@ -173,6 +207,7 @@ class DrainHostAction(SelfhealAction):
         for entry in instances:
             entry.pop("phase", None)
         not_moved = [e for e in instances if e["outcome"] in NOT_MOVED]
+        self._report_owners(result, instances, entries, args["owner_instances"])
         result.update(instances=instances, totals=totals(instances), emptied=not not_moved,
                       seconds=round(time.monotonic() - started, 2), changes=run.changes)
         if lock.waited_for:
@@ -191,14 +226,57 @@ class DrainHostAction(SelfhealAction):
                 changes=run.changes, **details)
         return result
 
+    @staticmethod
+    def _report_owners(result, instances, entries, owners):
+        on_host = {e["id"] for e in entries}
+        result["moved_by_owner"] = [e["id"] for e in instances if e.get("outcome") in (
+            "moved_by_owner", "removed_by_owner")]
+        result["stopped_on_host"] = [e["id"] for e in instances if e.get("outcome") == "stopped"]
+        result["owner_instances_not_on_host"] = [
+            i for i in owners if i not in on_host]
+
     def _plan(self, api, host, args, since):
         """Plan entries for the host's servers, and the ones moved earlier."""
         servers = api.servers_on_host(host)
         migrations = api.migrations_from(host)
-        entries = plans.plan(host, servers, migrations, args["cold_migration"])
+        entries = plans.plan(host, servers, migrations, args["cold_migration"],
+                             args["owner_instances"])
         earlier = [_earlier_entry(m, host) for m in plans.already_moved(
             migrations, servers, since)]
         return entries, earlier
+
+
+def _planned_outcome(decision):
+    return {"move": "planned", "adopt": "planned", "stop": "planned", "owner": "planned",
+            "stay": "stopped", "skip": "skipped"}.get(decision, "left")
+
+
+def _refuse_bad_policies(servers, owner_instances, host):
+    """Refuse the host, before anything changes, when a server's policy
+    metadata is not a policy (a typo must not become a move its owner did
+    not ask for)."""
+    bad = plans.bad_policies(servers, owner_instances)
+    if bad:
+        raise ActionFailure(
+            "invalid_instance_policy",
+            f"{len(bad)} instance(s) on '{host}' have a {plans.POLICY_KEY} metadata value "
+            "that is not a policy: " + "; ".join(f"{b['name']} ({b['id']}): {b['reason']}"
+                                                 for b in bad)
+            + ". Nothing was changed. Fix the metadata (openstack server set --property "
+            f"{plans.POLICY_KEY}=live_migrate <server>) or remove it, then run again.",
+            host=host, instances=bad)
+
+
+def _check_owner_window(servers, args):
+    """Owners' instances on the host need a window shorter than the drain's
+    timeout (time is left to move what the owners did not)."""
+    owners = [s for s in servers
+              if plans.policy_of(s, args["owner_instances"])[0] == plans.LEAVE_TO_OWNER]
+    if owners and args["owner_window"] >= args["timeout"]:
+        raise InvalidInput(f"input 'owner_window' ({args['owner_window']:g} s) must be less "
+                           f"than 'timeout' ({args['timeout']:g} s) when instances are left to "
+                           f"their owners ({len(owners)} on the host): the drain must have "
+                           "time left to move what the owners did not")
 
 
 def _line(entry):

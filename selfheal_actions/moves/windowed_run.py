@@ -125,6 +125,10 @@ class WindowedRun:
     def _no_target_reason(self, entry):
         return "no_target_left"
 
+    def _may_start(self, entry):
+        """False to keep ``entry`` pending this cycle (a mover's own limits)."""
+        return True
+
     def _next_target(self, entry):
         raise NotImplementedError
 
@@ -202,6 +206,8 @@ class WindowedRun:
         for entry in self._in_phase(PENDING):
             if in_flight >= self.options.concurrency:
                 return
+            if not self._may_start(entry):
+                continue
             target = self._next_target(entry)
             if target is False:
                 self._finish(entry, "failed", self._no_target_reason(entry))
@@ -213,7 +219,9 @@ class WindowedRun:
         why = f"; Nova's last error: {self.last_error}" if self.last_error else ""
         for entry in self.work:
             if entry["phase"] != FINISHED:
-                self._finish(entry, "timed_out", f"still {entry['phase']} after "
+                held = entry.get("reason") or ""
+                held = f" ({held})" if held.startswith("waiting: ") else ""
+                self._finish(entry, "timed_out", f"still {entry['phase']}{held} after "
                              f"{self.options.timeout:.0f} s{why}")
 
 

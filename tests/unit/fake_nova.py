@@ -71,6 +71,8 @@ class FakeNova:
         self.live_migrated_state = {}
         self.stalled = set()  # instance uuids whose evacuation never progresses (slow spawn)
         self.read_faults = {}  # method name -> 503 answers left
+        self.groups = []  # server groups: {id, name, policy, members}
+        self.resources = {}  # host -> {vcpus, memory_mb, local_gb} (default: large)
 
     def fail_reads(self, method, count):
         """The next ``count`` calls of ``method`` answer HTTP 503."""
@@ -161,6 +163,40 @@ class FakeNova:
     def stop(self, uuid):
         self.calls.append(("stop", uuid))
         self.servers[uuid]["OS-EXT-STS:vm_state"] = "stopped"
+
+    def set_server_metadata(self, uuid, key, value):
+        self.calls.append(("set_server_metadata", uuid, key))
+        self.servers[uuid].setdefault("metadata", {})[key] = value
+
+    def delete_server_metadata(self, uuid, key):
+        self.calls.append(("delete_server_metadata", uuid, key))
+        self.servers[uuid].get("metadata", {}).pop(key, None)
+
+    def server_groups(self):
+        self.calls.append(("server_groups",))
+        return [dict(g, members=list(g["members"])) for g in self.groups]
+
+    def hypervisors(self):
+        """Usage as Nova reports it: the fake's ``resources`` per host, less
+        the flavors of the servers on it."""
+        self.calls.append(("hypervisors",))
+        found = []
+        for svc in self.services:
+            total = self.resources.get(svc["host"], {"vcpus": 1000, "memory_mb": 800000,
+                                                     "local_gb": 1000})
+            used = {"vcpus": 0, "memory_mb": 0, "local_gb": 0}
+            for srv in self.servers.values():
+                if srv["OS-EXT-SRV-ATTR:host"] == svc["host"]:
+                    flavor = srv.get("flavor") or {}
+                    used["vcpus"] += flavor.get("vcpus", 1)
+                    used["memory_mb"] += flavor.get("ram", 512)
+                    used["local_gb"] += flavor.get("disk", 1)
+            found.append({"hypervisor_hostname": svc["host"], "service": {"host": svc["host"]},
+                          "state": svc["state"], "status": svc["status"],
+                          "vcpus": total["vcpus"], "vcpus_used": used["vcpus"],
+                          "memory_mb": total["memory_mb"], "memory_mb_used": used["memory_mb"],
+                          "local_gb": total["local_gb"], "local_gb_used": used["local_gb"]})
+        return found
 
     def reset_to_error(self, uuid):
         self.calls.append(("reset_to_error", uuid))
