@@ -37,6 +37,19 @@ def cloud(lab_info):
 
 
 @pytest.fixture
+def delete_new_servers(cloud):
+    """Servers a test booted may have moved off its hosts (which make_hosts
+    cleans up): delete them too, so they do not pile up on the shared hosts.
+    A module takes it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    nova = cloud.nova()
+    before = {s.id for s in nova.servers.list(search_opts={"all_tenants": True})}
+    yield
+    for server in nova.servers.list(search_opts={"all_tenants": True}):
+        if server.id not in before:
+            nova.servers.delete(server.id)
+
+
+@pytest.fixture
 def make_hosts(cloud):
     """``make_hosts(n)`` -> n fresh compute host names, up and enabled."""
     created = []

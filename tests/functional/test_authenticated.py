@@ -21,6 +21,7 @@ from selfheal_lab import mistral_client
 from selfheal_lab import state
 from selfheal_lab.services import keystone
 from selfheal_lab.services import nova as nova_box
+from tests.functional.servers import host_of
 
 pytestmark = pytest.mark.functional
 
@@ -61,10 +62,6 @@ def door_requests(token):
     """What the Keystone door saw with this token."""
     digest = hashlib.sha256(token.encode()).hexdigest()[:16]
     return [r for r in nova_box.keystone_requests() if r["token_sha256"] == digest]
-
-
-def host_of(server):
-    return getattr(server, "OS-EXT-SRV-ATTR:host")
 
 
 def test_the_catalog_leads_the_actions_to_the_keystone_door(auth_lab):

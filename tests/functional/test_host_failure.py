@@ -11,12 +11,9 @@ import pytest
 
 from selfheal_lab import mistral_client
 from selfheal_lab.services import nova as nova_box
+from tests.functional.servers import host_of
 
 WF = "selfheal.host_failure.evacuate_host"
-
-
-def host_of(server):
-    return getattr(server, "OS-EXT-SRV-ATTR:host")
 
 
 def outcomes(execution):

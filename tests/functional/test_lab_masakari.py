@@ -36,6 +36,7 @@ from selfheal_lab import lab
 from selfheal_lab import masakari_client
 from selfheal_lab.services import masakari
 from selfheal_lab.services import nova as nova_box
+from tests.functional.servers import host_of
 
 pytestmark = [pytest.mark.functional,
               pytest.mark.skipif(os.environ.get("SELFHEAL_LAB_MASAKARI") != "1",
@@ -65,10 +66,6 @@ def segment_of(masakari_lab):
     yield make
     for uuid in made:
         masakari_client.delete_segment(uuid)
-
-
-def host_of(server):
-    return getattr(server, "OS-EXT-SRV-ATTR:host")
 
 
 def test_the_engine_evacuates_a_dead_host_and_the_api_refuses_a_second_notification(

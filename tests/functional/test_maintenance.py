@@ -26,31 +26,15 @@ from selfheal_actions.common import markers
 from selfheal_lab import lab
 from selfheal_lab.services import nova as nova_box
 from selfheal_lab.services import vitrage
+from tests.functional.servers import host_of
+from tests.functional.servers import moves
+
+pytestmark = pytest.mark.usefixtures("delete_new_servers")
 
 START = "selfheal.maintenance.start_maintenance"
 FINISH = "selfheal.maintenance.finish_maintenance"
 EVACUATE = "selfheal.host_failure.evacuate_host"
 NOT_CHANGED = ("vitrage_not_installed", "vitrage_not_configured", "vitrage_unreachable")
-
-
-@pytest.fixture(autouse=True)
-def delete_new_servers(cloud):
-    """Servers a test booted may have moved off its hosts (which make_hosts
-    cleans up): delete them too, so they do not pile up on the shared hosts."""
-    nova = cloud.nova()
-    before = {s.id for s in nova.servers.list(search_opts={"all_tenants": True})}
-    yield
-    for server in nova.servers.list(search_opts={"all_tenants": True}):
-        if server.id not in before:
-            nova.servers.delete(server.id)
-
-
-def host_of(server):
-    return getattr(server, "OS-EXT-SRV-ATTR:host")
-
-
-def moves(cloud, server_id, kind="live-migration"):
-    return cloud.nova().migrations.list(instance_uuid=server_id, migration_type=kind)
 
 
 def by_id(execution):

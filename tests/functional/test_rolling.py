@@ -16,6 +16,10 @@ import pytest
 
 from selfheal_actions.common import markers
 from selfheal_lab import mistral_client
+from tests.functional.servers import host_of
+from tests.functional.servers import moves
+
+pytestmark = pytest.mark.usefixtures("delete_new_servers")
 
 ROLLING = "selfheal.maintenance.rolling_maintenance"
 POLICY = "selfheal:maintenance"
@@ -28,24 +32,6 @@ version: '2.0'
     work:
       action: std.echo output=<% $.host %>
 """
-
-
-@pytest.fixture(autouse=True)
-def delete_new_servers(cloud):
-    nova = cloud.nova()
-    before = {s.id for s in nova.servers.list(search_opts={"all_tenants": True})}
-    yield
-    for server in nova.servers.list(search_opts={"all_tenants": True}):
-        if server.id not in before:
-            nova.servers.delete(server.id)
-
-
-def host_of(server):
-    return getattr(server, "OS-EXT-SRV-ATTR:host")
-
-
-def moves(cloud, server_id, kind="live-migration"):
-    return cloud.nova().migrations.list(instance_uuid=server_id, migration_type=kind)
 
 
 def in_maintenance(svc):

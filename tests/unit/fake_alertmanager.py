@@ -22,9 +22,10 @@ and ``api/v2/api.go``, and checked against the lab's 0.25 in
 
 import datetime
 import itertools
-import json
 import re
 import urllib.parse
+
+from tests.unit.fake_http import Response
 
 
 def _now():
@@ -37,16 +38,6 @@ def _parse(text):
 
 def _stamp(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-class Response:
-    def __init__(self, status, body=None):
-        self.status_code = status
-        self.content = b"" if body is None else json.dumps(body).encode()
-        self.text = self.content.decode()
-
-    def json(self):
-        return json.loads(self.content)
 
 
 class FakeAlertmanager:

@@ -20,22 +20,13 @@ tests/functional/test_maintenance_projects.py):
 """
 
 import itertools
-import json
 import re
 import urllib.parse
 
+from tests.unit.fake_http import Response
+
 MAX_TTL = 1209600
 MAX_PAGE = 20
-
-
-class Response:
-    def __init__(self, status, body=None):
-        self.status_code = status
-        self.content = b"" if body is None else json.dumps(body).encode()
-        self.text = self.content.decode()
-
-    def json(self):
-        return json.loads(self.content)
 
 
 class FakeZaqar:
