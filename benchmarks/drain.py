@@ -26,6 +26,7 @@ defaults to 1) whoever asks.
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import statistics
 import sys
@@ -103,6 +104,8 @@ def measure(cloud, count, repeat, workflow_input):
               f"({ours['requests']} requests), floor {floor['seconds']:.1f}s "
               f"({floor['requests']} requests)", file=sys.stderr, flush=True)
     ours_s = statistics.median(r[0]["seconds"] for r in rows)
+    ours_spread = tables.spread(r[0]["seconds"] for r in rows)
+    floor_spread = tables.spread(r[1]["seconds"] for r in rows)
     floor_s = statistics.median(r[1]["seconds"] for r in rows)
     return {
         "instances": count,
@@ -115,14 +118,25 @@ def measure(cloud, count, repeat, workflow_input):
         "floor_requests_per_instance": round(
             statistics.median(r[1]["requests"] for r in rows) / count, 2),
         "selfheal_verified": min(r[0]["verified"] for r in rows),
+        "selfheal_seconds_spread": ours_spread,
+        "floor_seconds_spread": floor_spread,
+        "ratios": [round(o["seconds"] / f["seconds"], 2) for o, f in rows],
     }
 
 
+def _median_range(cell):
+    if not cell:
+        return "-"
+    return f"{cell['median']:.1f} ({cell['min']:.1f}-{cell['max']:.1f})"
+
+
 def table(results):
-    head = ("N", "selfheal s", "floor s", "ratio (<=1.2)", "selfheal req/inst",
-            "floor req/inst", "verified")
-    rows = [head] + [(str(r["instances"]), f"{r['selfheal_seconds']:.1f}",
-                      f"{r['floor_seconds']:.1f}", f"{r['ratio']:.2f}",
+    head = ("N", "runs", "selfheal s (min-max)", "floor s (min-max)", "ratio (<=1.2)",
+            "ratio per run", "selfheal req/inst", "floor req/inst", "verified")
+    rows = [head] + [(str(r["instances"]), str(r["runs"]),
+                      _median_range(r.get("selfheal_seconds_spread")),
+                      _median_range(r.get("floor_seconds_spread")), f"{r['ratio']:.2f}",
+                      " ".join(f"{x:.2f}" for x in r.get("ratios", [])),
                       f"{r['selfheal_requests_per_instance']:.2f}",
                       f"{r['floor_requests_per_instance']:.2f}",
                       f"{r['selfheal_verified']}/{r['instances']}") for r in results]
@@ -136,6 +150,9 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, default=None,
                         help="selfheal's concurrency window (default: the workflow's)")
     parser.add_argument("--keep-lab", action="store_true")
+    parser.add_argument("--label", default="",
+                        help="prefix of the result files and title (e.g. 'noisy-' for a "
+                             "run on a loaded machine)")
     args = parser.parse_args(argv)
     workflow_input = {}
     if args.concurrency:
@@ -147,6 +164,7 @@ def main(argv=None):
                  "live-migrate cleanly; stop the lab first")
     cloud = scenario.LabCloud()
     results = []
+    load_before = round(os.getloadavg()[0], 2)
     try:
         for count in args.sizes:
             results.append(measure(cloud, count, args.repeat, workflow_input))
@@ -157,13 +175,15 @@ def main(argv=None):
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    command = ".venv/bin/python benchmarks/drain.py " + " ".join(argv or sys.argv[1:])
-    meta = {"when": stamp, "command": command.strip(),
+    command = "python3 tools/dev.py bench drain " + " ".join(argv or sys.argv[1:])
+    load = f"1-minute load average {load_before} at the start, {os.getloadavg()[0]:.2f} at the end"
+    meta = {"when": stamp, "command": command.strip(), "load": load,
             "workflow_input": workflow_input, "results": results}
-    (RESULTS / "drain-latest.json").write_text(json.dumps(meta, indent=2))
-    (RESULTS / "drain-latest.md").write_text(
-        f"# Drain for maintenance: selfheal vs Nova's floor\n\n{stamp}, "
-        f"`{meta['command']}`\n\n{text}\n")
+    title = "Drain for maintenance" + (f" ({args.label.strip('-')} run)" if args.label else "")
+    (RESULTS / f"drain-{args.label}latest.json").write_text(json.dumps(meta, indent=2))
+    (RESULTS / f"drain-{args.label}latest.md").write_text(
+        f"# {title}: selfheal vs Nova's floor\n\n{stamp}, "
+        f"`{meta['command']}`; {os.cpu_count()} cores, {load}\n\n{text}\n")
     return 0
 
 

@@ -106,26 +106,58 @@ def _log(message):
 
 class Bench:
     """The lab's cloud with the harness's own Nova client (``X-Bench-Client:
-    harness``), the Nova box's counters and CPU."""
+    harness``), the Nova box's counters and CPU.
 
-    def __init__(self):
-        self.cloud = scenario.LabCloud()
+    :param auth: the authenticated lab (Keystone; needed by Masakari): every
+        contender then reaches Nova through the box's Keystone door with the
+        lab admin's token (selfheal through the authenticated Mistral, which
+        passes it on), so Keystone is handled the same way for all of them.
+        The harness keeps the stub door: it is not measured.
+    """
+
+    def __init__(self, auth=False):
+        self.auth = auth
+        self.cloud = scenario.LabCloud(mistral_key="mistral_auth" if auth else "mistral")
         self.headers = dict(self.cloud.nova_info["headers"])
         self.cloud.nova_info = dict(self.cloud.nova_info,
                                     headers=dict(self.headers, **{"X-Bench-Client": HARNESS}))
-        self.compute_url = self.cloud.nova_info["compute_url"]
+        self.compute_url = (self.cloud.nova_info["keystone_compute_url"] if auth
+                            else self.cloud.nova_info["compute_url"])
+
+    @property
+    def mistral_url(self):
+        return self.cloud.mistral_url
+
+    def token(self):
+        """The lab admin's Keystone token (None outside the authenticated lab)."""
+        if not self.auth:
+            return None
+        from selfheal_lab.services import keystone
+
+        return keystone.token()[0]
+
+    def contender_headers(self, name, token=None):
+        """The headers a contender's own Nova calls carry: its name and, in
+        the authenticated lab, the token (else the stub door's identity)."""
+        if self.auth:
+            return {"X-Auth-Token": token or self.token(), "X-Bench-Client": name}
+        return dict(self.headers, **{"X-Bench-Client": name})
 
     def nova(self, microversion="2.96"):
         return self.cloud.nova(microversion)
 
     def contender_client(self, name, microversion):
-        """A novaclient naming itself ``name`` to the lab's Nova."""
+        """A novaclient naming itself ``name`` to the lab's Nova (through the
+        Keystone door with a token in the authenticated lab)."""
         from keystoneauth1 import session
         from keystoneauth1 import token_endpoint
         from novaclient import client
 
-        sess = session.Session(auth=token_endpoint.Token(self.compute_url, "lab"),
-                               additional_headers=dict(self.headers, **{"X-Bench-Client": name}))
+        token = self.token() or "lab"
+        headers = {} if self.auth else dict(self.headers)
+        headers["X-Bench-Client"] = name
+        sess = session.Session(auth=token_endpoint.Token(self.compute_url, token),
+                               additional_headers=headers)
         return client.Client(microversion, session=sess, endpoint_override=self.compute_url)
 
     @staticmethod
@@ -287,13 +319,13 @@ class Selfheal(Contender):
         super().__init__(name, "selfheal", config)
 
     def start(self, bench, host):
-        return mistral.create_execution(bench.cloud.mistral_url, WF,
-                                        dict(self.config, host=host))["id"]
+        return mistral.create_execution(bench.mistral_url, WF, dict(self.config, host=host),
+                                        token=bench.token())["id"]
 
     def wait(self, bench, execution_id, horizon):
         try:
-            ex = mistral.wait_execution(bench.cloud.mistral_url, execution_id, timeout=horizon,
-                                        max_interval=POLL)
+            ex = mistral.wait_execution(bench.mistral_url, execution_id, timeout=horizon,
+                                        max_interval=POLL, token=bench.token())
         except TimeoutError as e:
             return {"ok": None, "failures": None, "said": f"no answer: {str(e)[:120]}"}
         return _selfheal_said(ex)
@@ -378,20 +410,20 @@ class Naive(Contender):
                           "discovery": label == "latest"})
         self.workbook = f"peers_naive_{label.replace('.', '')}"
 
-    def prepare(self, bench):
-        mistral.create_or_update_workbook(
-            bench.cloud.mistral_url,
-            naive_workbook(self.workbook.rsplit("_", 1)[1], self.config["microversion"]))
+    def prepare(self, bench, hosts=None, tag=None):
+        text = naive_workbook(self.workbook.rsplit("_", 1)[1], self.config["microversion"])
+        mistral.create_or_update_workbook(bench.mistral_url, text, token=bench.token())
 
     def start(self, bench, host):
-        return mistral.create_execution(bench.cloud.mistral_url, f"{self.workbook}.evacuate_host", {
+        token = bench.token()
+        return mistral.create_execution(bench.mistral_url, f"{self.workbook}.evacuate_host", {
             "host": host, "compute_url": bench.compute_url,
-            "headers": dict(bench.headers, **{"X-Bench-Client": self.name})})["id"]
+            "headers": bench.contender_headers(self.name, token)}, token=token)["id"]
 
     def wait(self, bench, execution_id, horizon):
         try:
-            ex = mistral.wait_execution(bench.cloud.mistral_url, execution_id, timeout=horizon,
-                                        max_interval=POLL)
+            ex = mistral.wait_execution(bench.mistral_url, execution_id, timeout=horizon,
+                                        max_interval=POLL, token=bench.token())
         except TimeoutError as e:
             return {"ok": None, "failures": None, "said": f"no answer: {str(e)[:120]}"}
         ok = ex["state"] == "SUCCESS"
@@ -399,7 +431,7 @@ class Naive(Contender):
                 "said": ex["state"] + ("" if ok else f": {str(ex.get('state_info'))[:120]}")}
 
     def run(self, bench, host, horizon):
-        self.prepare(bench)
+        """Start and wait (:meth:`prepare` loaded the workbook before t0)."""
         return self.wait(bench, self.start(bench, host), horizon)
 
     def discovery_requests(self, servers):
@@ -409,7 +441,13 @@ class Naive(Contender):
 
 
 class Masakari(Contender):
-    """Masakari through its real API (``POST /v1/notifications``)."""
+    """Masakari through its real API (``POST /v1/notifications``, what
+    masakari-hostmonitor sends: COMPUTE_HOST, STOPPED, NORMAL) and engine.
+
+    Before t0: the engine (re)started with this configuration's options
+    (the others Masakari's defaults), and a failover segment
+    (``recovery_method: auto``) holding the run's hosts.
+    """
 
     def __init__(self, threads=None):
         name = "masakari" if threads is None else f"masakari-t{threads}"
@@ -417,12 +455,51 @@ class Masakari(Contender):
                   {"host_failure_recovery_threads": threads,
                    "wait_period_after_service_update": 0})
         super().__init__(name, "masakari", config)
+        self.segment = None
+
+    def prepare(self, bench, hosts=None, tag=None):
+        from selfheal_lab import masakari_client
+        from selfheal_lab.services import masakari
+
+        masakari.up(**self.config)
+        self.segment = masakari_client.create_segment(f"{tag}-segment", hosts)["segment"]["uuid"]
+
+    def start(self, bench, host):
+        from selfheal_lab import masakari_client
+
+        return masakari_client.notify_host_stopped(host)["notification_uuid"]
+
+    def wait(self, bench, notification_uuid, horizon):
+        from selfheal_lab import masakari_client
+
+        try:
+            found = masakari_client.wait_notification(notification_uuid, timeout=horizon)
+        except TimeoutError as e:
+            return {"ok": None, "failures": None, "said": f"no answer: {str(e)[:120]}"}
+        moves = {}
+        try:
+            for move in masakari_client.vmoves(notification_uuid):
+                moves[move.get("status")] = moves.get(move.get("status"), 0) + 1
+        except Exception as e:  # the API's answer is the report; the moves are detail
+            moves = {"unreadable": f"{type(e).__name__}"}
+        status = found["status"]
+        if status == "finished":
+            return {"ok": True, "failures": 0, "said": f"finished, vmoves {moves}"}
+        failed = moves.get("failed") if isinstance(moves.get("failed"), int) else None
+        return {"ok": False, "failures": failed, "said": f"{status}, vmoves {moves}"}
 
     def run(self, bench, host, horizon):
-        from selfheal_lab.services import masakari  # only with the masakari lab
+        return self.wait(bench, self.start(bench, host), horizon)
 
-        notification = masakari.notify_host_down(host)
-        return masakari.wait_notification(notification, timeout=horizon)
+    def cleanup(self):
+        from selfheal_lab import masakari_client
+
+        if self.segment:
+            try:
+                masakari_client.delete_segment(self.segment)
+            except Exception:  # refused while a notification runs: the lab goes anyway
+                pass
+            self.segment = None
 
 
 def contenders_for(part, n, choices, masakari_available):
@@ -498,8 +575,9 @@ def measure(bench, contender, scenario_name, count, rep, fault=None, horizon=CLE
             setup[dest] = setup.get(dest, 0) + 1
         for dest, n in setup.items():
             nova_box.inject_spawn_failures(dest, n)
-    if isinstance(contender, Naive):
-        contender.prepare(bench)
+    if hasattr(contender, "prepare"):
+        contender.prepare(bench, hosts, tag)
+    load = round(os.getloadavg()[0], 2)
     observer = Observer(bench, tag, host, expected, None, interval)
     observer.prime()
     before, cpu_before = bench.counters(), bench.nova_cpu()
@@ -537,6 +615,7 @@ def measure(bench, contender, scenario_name, count, rep, fault=None, horizon=CLE
                   by_client=requests["by_client"],
                   nova_cpu_seconds=(None if cpu_before is None or cpu_after is None
                                     else round(cpu_after - cpu_before, 2)),
+                  load_average=load,
                   observer={"interval": interval, "samples": len(observer.samples),
                             "errors": observer.errors},
                   injected_spawn_failures=setup or None, **extra)
@@ -545,6 +624,8 @@ def measure(bench, contender, scenario_name, count, rep, fault=None, horizon=CLE
             2 if fault == "F2" else 1)
     for dest in setup:
         nova_box.inject_spawn_failures(dest, 0)
+    if hasattr(contender, "cleanup"):
+        contender.cleanup()
     record["leaked"] = cleanup(bench, tag, hosts)
     return record
 
@@ -594,9 +675,9 @@ def _trigger(bench, contender, host, fault, horizon, t0):
                  "said": f"harness: {type(e).__name__}: {str(e)[:160]}"}], extra
 
 
-def _kill_mistral():
-    """SIGKILL the lab's embedded Mistral (API and engine), its process group."""
-    pid = state.read_endpoints()["mistral"]["pids"][0]
+def _kill_group(pid, what):
+    """SIGKILL a lab process's group (by the PID the lab recorded), as a
+    crash of its node would, and wait until it is gone."""
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -609,7 +690,7 @@ def _kill_mistral():
         except ProcessLookupError:
             return
         time.sleep(0.2)
-    raise TimeoutError(f"Mistral {pid} still alive")
+    raise TimeoutError(f"{what} {pid} still alive")
 
 
 def _killed_mid_run(bench, contender, host, horizon, t0):
@@ -620,18 +701,23 @@ def _killed_mid_run(bench, contender, host, horizon, t0):
     if isinstance(contender, Masakari):
         from selfheal_lab.services import masakari
 
-        first = masakari.notify_host_down(host)
+        first = contender.start(bench, host)
         _wait_first_evacuations(bench, host, horizon)
-        masakari.kill_engine()
+        _kill_group(state.read_endpoints()["masakari"]["pids"]["engine"], "masakari-engine")
         killed = round(time.monotonic() - t0, 3)
-        masakari.up()
-        said = masakari.wait_notification(first, timeout=horizon)
-        return [said], {"killed_at": killed, "recovery": "masakari-engine restarted"}
+        masakari.up(**contender.config)
+        restarted = round(time.monotonic() - t0, 3)
+        said = contender.wait(bench, first, horizon)
+        return [said], {"killed_at": killed, "engine_back_at": restarted,
+                        "recovery": "masakari-engine restarted; its own periodic retry"}
     execution_id = contender.start(bench, host)
     _wait_first_evacuations(bench, host, horizon)
-    _kill_mistral()
+    key = "mistral_auth" if bench.auth else "mistral"
+    _kill_group(state.read_endpoints()[key]["pids"][0], "Mistral")
     killed = round(time.monotonic() - t0, 3)
-    lab.up()
+    _lab_up(bench.auth, masakari=False)
+    if isinstance(contender, Naive):
+        contender.prepare(bench)
     restarted = round(time.monotonic() - t0, 3)
     time.sleep(lab.LAB_CLOCK_MARGIN + 1)  # selfheal adopts records older than its margin
     rerun = contender.start(bench, host)
@@ -861,8 +947,13 @@ def publish(label=""):
     commands = "\n".join(f"* `{m.get('command')}` ({m.get('part')}, {m.get('when')})"
                          for m in merged["parts"])
     reps = sorted({r["repetitions"] for r in rows})
+    loads = logic.spread(r.get("load_average") for r in merged["runs"])
+    title = "Host failure recovery" + (f" ({label.strip('-')} run: not a result)" if label
+                                       else "")
     out.with_suffix(".md").write_text(
-        f"# Host failure recovery: selfheal, its peers and a true floor\n\n{commands}\n\n"
+        f"# {title}: selfheal, its peers and a true floor\n\n{commands}\n\n"
+        f"Machine: {os.cpu_count()} cores; 1-minute load average at the runs' starts "
+        f"{_mm(loads)}.\n\n"
         f"Repetitions per cell: {reps} (3 at N=100 when said so by the command). "
         "`seconds`: t0 (host already reported down) until the observer saw every server "
         "truly recovered (off the dead host, previous power state, no task, not ERROR), "
@@ -897,6 +988,11 @@ def main(argv=None):
                         help="only contenders whose name starts with one of these")
     parser.add_argument("--observe", type=float, default=0.5,
                         help="the observer's sampling interval (s)")
+    parser.add_argument("--with-masakari", action="store_true",
+                        help="also Masakari (the lab's real masakari-api and -engine; "
+                             "implies --auth)")
+    parser.add_argument("--auth", action="store_true",
+                        help="the authenticated lab: every contender through Keystone")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--label", default="",
                         help="prefix of the result files (e.g. 'noisy-' for a trial run)")
@@ -907,9 +1003,10 @@ def main(argv=None):
     if args.merge:
         print(publish(args.label))
         return 0
-    lab.up()
-    bench = Bench()
-    masakari_available = _masakari_running()
+    auth = args.auth or args.with_masakari
+    _lab_up(auth, args.with_masakari)
+    bench = Bench(auth=auth)
+    masakari_available = args.with_masakari
     sweep_file = RESULTS / f"peers-{args.label}sweep.json"
     choices = {}
     for part in args.only:
@@ -921,12 +1018,18 @@ def main(argv=None):
     return 0
 
 
-def _masakari_running():
-    try:
-        from selfheal_lab.services import masakari
-    except ImportError:
-        return False
-    return bool(masakari.status().get("running"))
+def _lab_up(auth, masakari):
+    """The lab (authenticated when asked or for Masakari), Masakari's API
+    and engine when asked (with its defaults; each configuration restarts
+    them with its own options before its runs)."""
+    if not auth:
+        return lab.up()
+    lab.up_authenticated()
+    if masakari:
+        from selfheal_lab.services import masakari as masakari_service
+
+        masakari_service.up()
+    return None
 
 
 if __name__ == "__main__":

@@ -205,3 +205,63 @@ def test_merge_keeps_each_run_once_and_every_part_meta(logic):
     merged = logic.merge([a, b])
     assert [r["run_id"] for r in merged["runs"]] == ["r1", "r2", "r3"]
     assert merged["parts"] == [{"part": "sweep"}, {"part": "main"}]
+
+
+# --- the harness's summaries (benchmarks/peers.py, no lab) -------------------------
+
+@pytest.fixture(scope="module")
+def peers():
+    spec = importlib.util.spec_from_file_location("peers", ROOT / "benchmarks" / "peers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def clean(name, kind, config, seconds, recovered=50, n=50, rid=None):
+    return {"contender": name, "kind": kind, "config": config, "seconds": seconds,
+            "recovered": recovered, "instances": n, "scenario": "clean", "requests": 100,
+            "said_seconds": seconds, "nova_cpu_seconds": 1.0, "truthful": True,
+            "run_id": rid or f"{name}-{seconds}-{recovered}"}
+
+
+def test_choices_from_the_sweep_ignore_settings_that_left_servers_behind(peers):
+    runs = [clean("selfheal-w5", "selfheal", {"concurrency": 5}, 30.0),
+            clean("selfheal-w25", "selfheal", {"concurrency": 25}, 20.0),
+            clean("selfheal-w50", "selfheal", {"concurrency": 50}, 10.0, recovered=49),
+            clean("floor-w10", "floor", {"window": 10}, 12.0),
+            clean("floor-w50", "floor", {"window": 50}, 15.0)]
+    assert peers.choices_from(runs) == {"selfheal": 25, "masakari": None, "floor": 10}
+
+
+def test_summarise_against_the_best_floor_and_only_whole_cells_get_an_overhead(peers):
+    runs = [clean("floor-w10", "floor", {"window": 10}, s) for s in (10.0, 11.0, 12.0)]
+    runs += [clean("floor-w50", "floor", {"window": 50}, s) for s in (20.0, 21.0, 22.0)]
+    runs += [clean("selfheal", "selfheal", {}, s) for s in (13.0, 14.0, 15.0)]
+    runs += [clean("naive-latest", "naive", {}, None, recovered=40, rid=f"n{i}")
+             for i in range(3)]
+    rows = {r["contender"]: r for r in peers.summarise(runs)}
+    assert rows["selfheal"]["floor"] == "floor-w10"
+    assert rows["selfheal"]["overhead"]["seconds"]["median"] == 3.0
+    assert rows["selfheal"]["overhead"]["ratio"]["median"] == round(14 / 11, 3)
+    assert rows["naive-latest"]["overhead"] is None
+    assert rows["naive-latest"]["recovered_fraction"] == 0.8
+    assert "naive-latest" in peers.table(list(rows.values()))
+
+
+def test_the_plot_leaves_out_contenders_that_did_not_recover_everything(peers, tmp_path,
+                                                                       monkeypatch):
+    pytest.importorskip("matplotlib")
+    runs = [clean("floor-w10", "floor", {"window": 10}, 10.0),
+            clean("naive-latest", "naive", {}, None, recovered=40)]
+    plotted = []
+    from matplotlib.axes import Axes
+    original = Axes.errorbar
+
+    def spy(self, *args, **kwargs):
+        plotted.append(kwargs.get("label"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "errorbar", spy)
+    peers.plot(peers.summarise(runs), tmp_path / "p.png")
+    assert plotted == ["floor-w10"]
+    assert (tmp_path / "p.png").stat().st_size > 0
