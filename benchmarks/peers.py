@@ -502,20 +502,43 @@ class Masakari(Contender):
             self.segment = None
 
 
-def contenders_for(part, n, choices, masakari_available):
+def selfheal_default_window():
+    """The ``concurrency`` default of the workflow (read from the workbook)."""
+    import yaml
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "workbooks" / "host_failure.yaml")
+    wf = yaml.safe_load(text.read_text())["workflows"]["evacuate_host"]
+    for item in wf["input"]:
+        if isinstance(item, dict) and "concurrency" in item:
+            return item["concurrency"]
+    return None
+
+
+def contenders_for(part, n, choices, masakari_available, selfheal_default=None):
     """The contenders of one cell of ``part`` at N (floor windows first).
 
+    The sweep: every floor window, selfheal window and Masakari thread
+    count. The main table (the issue's cost rule): the defaults, each
+    contender's best setting from the sweep (not again when it is the
+    default), and the floor at its best sweep window and all at once (every
+    window when there was no sweep).
+
     :param choices: each kind's best setting from the sweep
-        (``{"selfheal": window, "masakari": threads}``; missing: not swept).
+        (``{"selfheal": window, "masakari": threads, "floor": window}``;
+        missing or None: not swept).
     """
-    out = [Floor(w) for w in logic.floor_windows(n, SWEEP["floor"])]
+    if part == "sweep" or not choices.get("floor"):
+        windows = logic.floor_windows(n, SWEEP["floor"])
+    else:
+        windows = sorted({min(choices["floor"], n), n})
+    out = [Floor(w) for w in windows]
     if part == "sweep":
         out += [Selfheal(w) for w in SWEEP["selfheal"]]
         if masakari_available:
             out += [Masakari(t) for t in SWEEP["masakari"]]
         return out
     out += [Selfheal(), Naive("2.94"), Naive("latest")]
-    if choices.get("selfheal"):
+    if choices.get("selfheal") and choices["selfheal"] != selfheal_default:
         out.append(Selfheal(choices["selfheal"]))
     if masakari_available:
         out.append(Masakari())
@@ -744,7 +767,8 @@ def run_part(bench, part, args, choices, masakari_available):
         for n in sizes:
             reps = args.sweep_repetitions if part == "sweep" else (
                 args.repetitions_100 if n >= 100 else args.repetitions)
-            contenders = contenders_for(part, n, choices, masakari_available)
+            contenders = contenders_for(part, n, choices, masakari_available,
+                                        selfheal_default_window())
             contenders = [c for c in contenders if _wanted(c, args)]
             for rep in range(reps):
                 order = contenders[:]
@@ -768,6 +792,29 @@ def run_part(bench, part, args, choices, masakari_available):
                     runs.append(_one(bench, c, fault, n, rep, fault, FAULT_HORIZON, args))
                     _save(part, runs, args)
     return runs
+
+
+def plan(args, masakari_available, choices=None):
+    """``{part: number of runs}`` the arguments ask for (each run boots its
+    own N servers: the cost is mostly the runs at the larger N)."""
+    choices = choices or {"selfheal": 10, "masakari": 10, "floor": 25}  # the count only
+    out = {}
+    for part in args.only:
+        if part == "sweep":
+            cs = [c for c in contenders_for("sweep", args.sweep_size, {}, masakari_available)
+                  if _wanted(c, args)]
+            out[part] = {args.sweep_size: len(cs) * args.sweep_repetitions}
+        elif part == "main":
+            out[part] = {n: len([c for c in contenders_for("main", n, choices,
+                                                           masakari_available, 25)
+                                 if _wanted(c, args)])
+                         * (args.repetitions_100 if n >= 100 else args.repetitions)
+                         for n in args.sizes}
+        else:
+            per = {"F1": 4, "F2": 3, "F3": 3}
+            out[part] = {args.fault_size: sum(per[f] + int(masakari_available)
+                                              for f in args.faults) * args.fault_repetitions}
+    return out
 
 
 def _wanted(contender, args):
@@ -1007,6 +1054,7 @@ def main(argv=None):
     _lab_up(auth, args.with_masakari)
     bench = Bench(auth=auth)
     masakari_available = args.with_masakari
+    _log(f"runs per part and N: {plan(args, masakari_available)} (seed {args.seed})")
     sweep_file = RESULTS / f"peers-{args.label}sweep.json"
     choices = {}
     for part in args.only:

@@ -265,3 +265,19 @@ def test_the_plot_leaves_out_contenders_that_did_not_recover_everything(peers, t
     peers.plot(peers.summarise(runs), tmp_path / "p.png")
     assert plotted == ["floor-w10"]
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_main_runs_defaults_the_sweep_choices_and_the_floor_at_its_window_and_all_at_once(
+        peers):
+    names = [c.name for c in peers.contenders_for(
+        "main", 100, {"selfheal": 10, "masakari": 5, "floor": 25}, True, 25)]
+    assert names == ["floor-w25", "floor-w100", "selfheal", "naive-2.94", "naive-latest",
+                     "selfheal-w10", "masakari", "masakari-t5"]
+    # the best window is the default: not run twice; no sweep: every floor window
+    names = [c.name for c in peers.contenders_for("main", 10, {"selfheal": 25}, False, 25)]
+    assert names == ["floor-w5", "floor-w10", "selfheal", "naive-2.94", "naive-latest"]
+    sweep = [c.name for c in peers.contenders_for("sweep", 50, {}, True)]
+    assert sweep == ["floor-w5", "floor-w10", "floor-w25", "floor-w50", "selfheal-w5",
+                     "selfheal-w10", "selfheal-w25", "selfheal-w50", "masakari-t3",
+                     "masakari-t5", "masakari-t10", "masakari-t25"]
+    assert peers.selfheal_default_window() == 25
