@@ -823,7 +823,16 @@ def _wanted(contender, args):
 
 def _one(bench, contender, scenario_name, n, rep, fault, horizon, args):
     _log(f"{scenario_name} N={n} rep {rep + 1} {contender.name}")
-    record = measure(bench, contender, scenario_name, n, rep, fault, horizon, args.observe)
+    try:
+        record = measure(bench, contender, scenario_name, n, rep, fault, horizon, args.observe)
+    except Exception as error:
+        # a run the shared lab breaks (a service gone) is measured again
+        # once, after the lab restarts what is broken; the record says so
+        _log(f"  the lab failed ({type(error).__name__}: {str(error)[:200]}); restarting "
+             "what is broken and measuring this run again")
+        _lab_up(bench.auth, args.with_masakari)
+        record = measure(bench, contender, scenario_name, n, rep, fault, horizon, args.observe)
+        record["note"] = f"measured again after {type(error).__name__}: {str(error)[:200]}"
     _log(f"  recovered {record['recovered']}/{n} at {record['seconds']} s (said "
          f"{record['said_seconds']} s: {[s['said'][:60] for s in record['said']]}, "
          f"{record['verdicts']}), {record['requests']} requests, "
