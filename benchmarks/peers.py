@@ -920,7 +920,8 @@ def _mm(cell, spec=".1f"):
 
 def table(rows):
     head = ("N", "contender", "reps", "recovered", "seconds (min-max)", "T - floor s",
-            "x floor (spread)", "said done s", "req/inst", "Nova CPU s", "truthful", "floor")
+            "x floor (spread)", "said done s", "req/inst", "+ discovery/inst", "Nova CPU s",
+            "truthful", "floor")
     body = [head]
     for r in rows:
         over = r["overhead"] or {}
@@ -928,6 +929,8 @@ def table(rows):
                      f"{r['recovered_fraction']:.0%}", _mm(r["seconds"]),
                      _mm(over.get("seconds")), _mm(over.get("ratio"), ".2f"),
                      _mm(r["said_seconds"]), _mm(r["requests_per_instance"], ".2f"),
+                     "-" if not r.get("discovery_requests") else
+                     f"{r['discovery_requests'] / r['instances']:.2f}",
                      _mm(r["nova_cpu_seconds"]), "/".join(r["truthful"]), r["floor"] or "-"))
     return tables.format_table(body, markdown=True)
 
@@ -1002,7 +1005,10 @@ def publish(label=""):
     plot(rows, out.with_suffix(".png"))
     commands = "\n".join(f"* `{m.get('command')}` ({m.get('part')}, {m.get('when')})"
                          for m in merged["parts"])
-    reps = sorted({r["repetitions"] for r in rows})
+    reps = {}
+    for r in rows:
+        reps.setdefault(r["instances"], set()).add(r["repetitions"])
+    reps = "; ".join(f"N={n}: {'/'.join(map(str, sorted(v)))}" for n, v in sorted(reps.items()))
     loads = logic.spread(r.get("load_average") for r in merged["runs"])
     title = "Host failure recovery" + (f" ({label.strip('-')} run: not a result)" if label
                                        else "")
@@ -1010,15 +1016,16 @@ def publish(label=""):
         f"# {title}: selfheal, its peers and a true floor\n\n{commands}\n\n"
         f"Machine: {os.cpu_count()} cores; 1-minute load average at the runs' starts "
         f"{_mm(loads)}.\n\n"
-        f"Repetitions per cell: {reps} (3 at N=100 when said so by the command). "
+        f"Repetitions per cell: {reps}. "
         "`seconds`: t0 (host already reported down) until the observer saw every server "
         "truly recovered (off the dead host, previous power state, no task, not ERROR), "
         "median (min-max) over the runs that recovered everything. `T - floor`, `x floor`: "
         "against the floor's best window at the same N (its median; ratio spread = "
         "contender min / floor max to contender max / floor min). `said done`: when the "
         "contender answered. `req/inst`: Nova requests attributed to the contender "
-        "(the harness's own excluded) per instance. `Nova CPU s`: the Nova box's CPU "
-        "over the run (the observer's polls included, the same for everyone).\n\n"
+        "(the harness's own excluded) per instance; `+ discovery/inst`: the "
+        "version-discovery requests mistral-extra's actions would add (naive-latest). "
+        "`Nova CPU s`: the Nova box's CPU over the run (the observer's polls included, the same for everyone).\n\n"
         f"{text}\n\n## Faults\n\n{ftext}\n\n![recovery time vs N]({out.name}.png)\n")
     return text + "\n\n" + ftext
 
