@@ -1025,7 +1025,8 @@ def publish(label=""):
         "contender answered. `req/inst`: Nova requests attributed to the contender "
         "(the harness's own excluded) per instance; `+ discovery/inst`: the "
         "version-discovery requests mistral-extra's actions would add (naive-latest). "
-        "`Nova CPU s`: the Nova box's CPU over the run (the observer's polls included, the same for everyone).\n\n"
+        "`Nova CPU s`: the Nova box's CPU over the run (the observer's polls included, "
+        "the same for everyone).\n\n"
         f"{text}\n\n## Faults\n\n{ftext}\n\n![recovery time vs N]({out.name}.png)\n")
     return text + "\n\n" + ftext
 
