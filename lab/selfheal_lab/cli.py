@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The ``selfheal-lab`` command: the local lab of real OpenStack services.
 
-    selfheal-lab up [--with heat vitrage prometheus bmc] [--auth]
+    selfheal-lab up [--with heat vitrage prometheus bmc masakari] [--auth]
                                                      start (or keep) the lab
                     [--bmc-tls]                      (with bmc: Redfish over HTTPS)
     selfheal-lab status                              every lab service and its endpoints
@@ -18,7 +18,7 @@ import json
 import sys
 
 #: optional services ``up --with`` starts beside Nova and Mistral
-OPTIONAL_SERVICES = ("heat", "vitrage", "prometheus", "bmc")
+OPTIONAL_SERVICES = ("heat", "vitrage", "prometheus", "bmc", "masakari")
 
 
 def _up(args):
@@ -27,6 +27,9 @@ def _up(args):
     hosts = tuple(f"compute-{i}" for i in range(1, args.hosts + 1))
     if args.bmc_tls and "bmc" not in args.with_services:
         raise SystemExit("--bmc-tls needs --with bmc")
+    if "masakari" in args.with_services and not args.auth:
+        raise SystemExit("--with masakari needs --auth: Masakari reaches Nova only through "
+                         "Keystone (its Nova client logs in and reads the catalog)")
     info = lab.up_with(args.with_services, hosts=hosts, mode=args.mode, driver=args.driver,
                        bmc_tls=args.bmc_tls or None)
     shown = {"nova": info["nova"]["compute_url"], "mistral": info["mistral"]["url"],
@@ -38,6 +41,8 @@ def _up(args):
         shown.update(vitrage=info["vitrage"]["url"])
     if "prometheus" in info:
         shown.update(prometheus=info["prometheus"]["url"])
+    if "masakari" in info:
+        shown.update(masakari=info["masakari"]["url"])
     if "bmc" in info:  # the passwords stay in the 0600 inventory named here
         shown.update(redfish=info["bmc"]["redfish_url"],
                      fencing_inventory=info["bmc"]["inventory"])
@@ -109,7 +114,8 @@ def parser():
                     "vitrage (the Vitrage evaluator, loaded with the shipped templates), "
                     "prometheus (Prometheus scraping a node exporter per compute host) and/or "
                     "bmc (a Redfish emulator and an IPMI BMC wired to the compute hosts, and "
-                    "the fencing inventory)")
+                    "the fencing inventory) and/or masakari (Masakari's API and engine with "
+                    "Masakari's default options; needs --auth)")
     up.add_argument("--bmc-tls", action="store_true",
                     help="with --with bmc: the Redfish emulator serves HTTPS with a CA the lab "
                          "makes, which the fencing inventory names (verify)")

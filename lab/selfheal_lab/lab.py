@@ -17,6 +17,10 @@ real failures do.
 ``up_authenticated`` is the lab with Keystone: Nova in a box with its
 Keystone door, and the ``authenticated`` Mistral, which passes the caller's
 token to the actions; they find Nova in the token's catalog.
+
+``up_masakari`` adds Masakari's real API and engine
+(:mod:`selfheal_lab.services.masakari`); they only run behind Keystone, so
+it starts Keystone and the Nova box's Keystone door if they are not up.
 """
 
 import json
@@ -29,6 +33,7 @@ from selfheal_lab.services import aodh
 from selfheal_lab.services import bmc
 from selfheal_lab.services import heat
 from selfheal_lab.services import keystone
+from selfheal_lab.services import masakari
 from selfheal_lab.services import mistral
 from selfheal_lab.services import nova
 from selfheal_lab.services import prometheus
@@ -36,7 +41,7 @@ from selfheal_lab.services import vitrage
 from selfheal_lab.services import zaqar
 
 #: optional services ``up_with`` (and ``selfheal-lab up --with``) starts
-OPTIONAL_SERVICES = ("heat", "vitrage", "prometheus", "bmc")
+OPTIONAL_SERVICES = ("heat", "vitrage", "prometheus", "bmc", "masakari")
 
 #: the explicit endpoint file of each Mistral mode that reads one (the
 #: authenticated Mistral reads none: its actions use the Keystone catalog,
@@ -203,8 +208,9 @@ def up_autoheal(**up_kwargs):
 def up_with(services=(), bmc_tls=None, **up_kwargs):
     """Start (or keep) the lab as :func:`up` does, plus the optional services
     named: ``heat`` (Heat and Zaqar, :func:`up_autoheal`), ``vitrage``,
-    ``prometheus`` (:func:`up_prometheus`) and ``bmc`` (:func:`up_bmc`;
-    ``bmc_tls``: its Redfish emulator over HTTPS).
+    ``prometheus`` (:func:`up_prometheus`), ``bmc`` (:func:`up_bmc`;
+    ``bmc_tls``: its Redfish emulator over HTTPS) and ``masakari``
+    (:func:`up_masakari`, with Masakari's default options).
 
     :raises ValueError: for a service name the lab does not know.
     :returns: :func:`up`'s result plus an entry per service started.
@@ -221,7 +227,20 @@ def up_with(services=(), bmc_tls=None, **up_kwargs):
         result["prometheus"] = up_prometheus(result["nova"])
     if "bmc" in services:
         result["bmc"] = up_bmc(result["nova"], tls=bmc_tls)
+    if "masakari" in services:
+        result["masakari"] = up_masakari()
     return result
+
+
+def up_masakari(**options):
+    """Masakari's API and engine on the running lab's Nova, behind the lab's
+    Keystone (started, with the Nova box's Keystone door, when they are not).
+
+    :param options: Masakari options (:data:`masakari.OPTIONS`); the others
+        keep Masakari's defaults. A Masakari running with others restarts.
+    :returns: the masakari endpoints entry (``url``, ``options``, ...).
+    """
+    return masakari.up(**options)
 
 
 def _running_hosts(nova_info):
@@ -315,6 +334,7 @@ def down():
     from selfheal_lab import ledger
 
     vitrage.down()
+    masakari.down()
     bmc.down()
     prometheus.down()
     aodh.down()
@@ -340,7 +360,8 @@ def status():
     return {"nova": nova.status(), "mistral": mistral.status(),
             "vitrage": vitrage.status(), "heat": heat.status(), "zaqar": zaqar.status(),
             "keystone": keystone.status(), "aodh": aodh.status(), "bmc": bmc.status(),
-            "prometheus": prometheus.status(), "cloud_config": cloud_configs(),
+            "prometheus": prometheus.status(), "masakari": masakari.status(),
+            "cloud_config": cloud_configs(),
             "heat_authenticated": heat.status(authenticated=True),
             "private_backends": backends.running_private(),
             "endpoints": state.read_endpoints()}

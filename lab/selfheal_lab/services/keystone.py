@@ -7,7 +7,8 @@ venv. ``up()`` bootstraps it once with what the authenticated lab needs:
 * ``admin`` (role admin on project ``admin``), from ``keystone-manage
   bootstrap``, with the identity endpoint in the catalog;
 * project ``service`` and one service user per lab service that validates
-  tokens (``mistral``, ``nova``, ``heat``, ``zaqar``, ``aodh``), admin there;
+  tokens (``mistral``, ``nova``, ``heat``, ``zaqar``, ``aodh``, ``masakari``),
+  admin there;
 * a non-admin ``member`` user, role ``member`` on its own project ``demo``.
 
 Passwords are generated per lab folder and kept in ``passwords.json`` in
@@ -37,7 +38,7 @@ KEY = "keystone"
 NAMES = ("server",)
 SERVER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wsgi_server.py")
 REGION = "RegionOne"
-SERVICE_USERS = ("mistral", "nova", "heat", "zaqar", "aodh")
+SERVICE_USERS = ("mistral", "nova", "heat", "zaqar", "aodh", "masakari")
 MEMBER = {"user": "member", "project": "demo", "role": "member"}
 START_TIMEOUT = 90.0
 
@@ -72,12 +73,15 @@ def passwords_file():
 
 
 def _passwords():
+    """Every lab user's password, made once per lab folder; a user added to
+    the lab later (a new service user) gets one too, the others are kept."""
     path = passwords_file()
-    if path.exists():
-        return json.loads(path.read_text())
+    chosen = json.loads(path.read_text()) if path.exists() else {}
     users = ("admin", MEMBER["user"]) + SERVICE_USERS
-    chosen = {user: secrets.token_urlsafe(18) for user in users}
-    state.write_private(path, json.dumps(chosen))
+    missing = [user for user in users if user not in chosen]
+    if missing:
+        chosen.update({user: secrets.token_urlsafe(18) for user in missing})
+        state.write_private(path, json.dumps(chosen))
     return chosen
 
 
