@@ -51,10 +51,14 @@ writes ``results/peers-<part>.json`` (raw runs with every configuration);
 ``--merge`` (also after each part) writes ``results/peers-latest.{json,md,png}``
 from every part present::
 
-    python3 tools/dev.py bench peers --only sweep
-    python3 tools/dev.py bench peers --only main
-    python3 tools/dev.py bench peers --only faults
+    python3 tools/dev.py bench peers --with-masakari --only sweep
+    python3 tools/dev.py bench peers --with-masakari --only main
+    python3 tools/dev.py bench peers --with-masakari --only faults
     python3 tools/dev.py bench peers --merge
+
+Masakari runs only behind Keystone: ``--with-masakari`` runs the
+authenticated lab, and every contender then reaches Nova through the Nova
+box's Keystone door with a token (``--auth`` does so without Masakari).
 """
 
 import argparse
