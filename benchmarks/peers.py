@@ -965,6 +965,11 @@ def plot(rows, path):
     fig, ax = pyplot.subplots(figsize=(8, 5))
     by_name = {}
     for r in rows:
+        if r["contender"].startswith("floor-"):
+            # one floor line: at each N its best window (named in the tables)
+            if r["contender"] == r["floor"]:
+                by_name.setdefault("floor (best window)", []).append(r)
+            continue
         by_name.setdefault(r["contender"], []).append(r)
     partial = []
     for name, rs in sorted(by_name.items()):

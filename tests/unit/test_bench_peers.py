@@ -252,6 +252,7 @@ def test_the_plot_leaves_out_contenders_that_did_not_recover_everything(peers, t
                                                                        monkeypatch):
     pytest.importorskip("matplotlib")
     runs = [clean("floor-w10", "floor", {"window": 10}, 10.0),
+            clean("floor-w50", "floor", {"window": 50}, 20.0),
             clean("naive-latest", "naive", {}, None, recovered=40)]
     plotted = []
     from matplotlib.axes import Axes
@@ -263,7 +264,7 @@ def test_the_plot_leaves_out_contenders_that_did_not_recover_everything(peers, t
 
     monkeypatch.setattr(Axes, "errorbar", spy)
     peers.plot(peers.summarise(runs), tmp_path / "p.png")
-    assert plotted == ["floor-w10"]
+    assert plotted == ["floor (best window)"]
     assert (tmp_path / "p.png").stat().st_size > 0
 
 
