@@ -734,7 +734,7 @@ def _killed_mid_run(bench, contender, host, horizon, t0):
         killed = round(time.monotonic() - t0, 3)
         masakari.up(**contender.config)
         restarted = round(time.monotonic() - t0, 3)
-        said = contender.wait(bench, first, horizon)
+        said = contender.wait(bench, first, _left(horizon, t0))
         return [said], {"killed_at": killed, "engine_back_at": restarted,
                         "recovery": "masakari-engine restarted; its own periodic retry"}
     execution_id = contender.start(bench, host)
@@ -748,10 +748,15 @@ def _killed_mid_run(bench, contender, host, horizon, t0):
     restarted = round(time.monotonic() - t0, 3)
     time.sleep(lab.LAB_CLOCK_MARGIN + 1)  # selfheal adopts records older than its margin
     rerun = contender.start(bench, host)
-    said = contender.wait(bench, rerun, horizon)
+    said = contender.wait(bench, rerun, _left(horizon, t0))
     return [said], {"killed_at": killed, "mistral_back_at": restarted,
                     "recovery": "started again after Mistral came back",
                     "dead_execution": execution_id}
+
+
+def _left(horizon, t0):
+    """What is left of the horizon (counted from t0), at least 1 s."""
+    return max(1.0, horizon - (time.monotonic() - t0))
 
 
 def _wait_first_evacuations(bench, host, horizon):
