@@ -3,8 +3,11 @@
 (stdlib only), with a Keystone token: the lab admin's unless one is given.
 
 Masakari's default policy wants the admin role for every call here.
-``microversion`` is the ``OpenStack-API-Version: instance-ha X`` header:
-1.1 adds ``recovery_workflow_details`` to a notification, 1.3 the VM moves.
+``microversion`` is the ``OpenStack-API-Version: instance-ha X`` header,
+1.0 unless said: from 1.1 on, reading a notification adds its
+``recovery_workflow_details``, which the API asks the engine for with an
+RPC call (a poll then loads the engine, and hangs for the RPC timeout, 60 s,
+while the engine is down); 1.3 adds the VM moves.
 """
 
 import datetime
@@ -16,8 +19,10 @@ import urllib.request
 from selfheal_lab import state
 from selfheal_lab.services import keystone
 
-#: the newest microversion of Masakari 22's API
-MICROVERSION = "1.3"
+#: the microversion sent unless one is given (no RPC to the engine)
+MICROVERSION = "1.0"
+#: the one that lists a notification's VM moves (Masakari 22's newest)
+VMOVES_MICROVERSION = "1.3"
 #: the statuses a notification ends in
 FINAL_STATUSES = ("finished", "error", "failed", "ignored")
 
@@ -114,14 +119,17 @@ def notify_host_stopped(hostname, generated_time=None, token=None):
     return request("POST", "/notifications", body, token=token)["notification"]
 
 
-def notification(notification_uuid, token=None):
-    return request("GET", f"/notifications/{notification_uuid}", token=token)["notification"]
+def notification(notification_uuid, token=None, microversion=MICROVERSION):
+    """A notification (``status``, ...); at ``microversion`` 1.1 or later
+    with ``recovery_workflow_details`` (an RPC call to the engine)."""
+    return request("GET", f"/notifications/{notification_uuid}", token=token,
+                   microversion=microversion)["notification"]
 
 
 def vmoves(notification_uuid, token=None):
     """The VM moves Masakari recorded for a COMPUTE_HOST notification."""
-    return request("GET", f"/notifications/{notification_uuid}/vmoves",
-                   token=token)["vmoves"]
+    return request("GET", f"/notifications/{notification_uuid}/vmoves", token=token,
+                   microversion=VMOVES_MICROVERSION)["vmoves"]
 
 
 def wait_notification(notification_uuid, timeout=300, interval=0.5, token=None):

@@ -16,7 +16,19 @@ within ``duplicate_notification_detection_interval``.
 Masakari runs with its waits cut for the lab (no 180 s sleep after the
 service disable, no random pause before a notification is stored); every
 other option is Masakari's default.
+
+Runs only with ``SELFHEAL_LAB_MASAKARI=1``: on the shared 2-core machine
+(load 7-9) the file took 3 to 6 minutes with the lab already up, plus about
+1.5 min to build the masakari venv on a fresh clone: over the 3 min a file
+may add to the normal suite. The benchmark's Masakari runs use the same
+service.
+
+A notification posted while the engine is dead (killed with SIGKILL) is
+stored by the API, its cast waits in the broker's queue, and the engine
+started again takes it and finishes it.
 """
+
+import os
 
 import pytest
 
@@ -25,7 +37,9 @@ from selfheal_lab import masakari_client
 from selfheal_lab.services import masakari
 from selfheal_lab.services import nova as nova_box
 
-pytestmark = pytest.mark.functional
+pytestmark = [pytest.mark.functional,
+              pytest.mark.skipif(os.environ.get("SELFHEAL_LAB_MASAKARI") != "1",
+                                 reason="Masakari's lab tests need SELFHEAL_LAB_MASAKARI=1")]
 
 LAB_OPTIONS = {"wait_period_after_service_update": 0, "notification_delay_max": 0}
 
@@ -57,9 +71,9 @@ def host_of(server):
     return getattr(server, "OS-EXT-SRV-ATTR:host")
 
 
-def test_the_engine_evacuates_a_dead_host_the_api_was_told_of(
+def test_the_engine_evacuates_a_dead_host_and_the_api_refuses_a_second_notification(
         masakari_lab, cloud, make_hosts, segment_of):
-    failed, _, _ = hosts = make_hosts(3)
+    failed, _ = hosts = make_hosts(2)
     running = cloud.boot("running", failed)
     stopped = cloud.boot("stopped", failed, state="stopped")
     created = segment_of(hosts)
@@ -86,23 +100,12 @@ def test_the_engine_evacuates_a_dead_host_the_api_was_told_of(
     seen = [r for r in nova_box.keystone_requests() if r["route"] == "POST /servers/{id}/action"]
     assert {(r["user_name"], r["project_name"]) for r in seen} >= {("masakari", "service")}
 
-
-def test_a_second_notification_for_the_host_is_refused_by_the_api(
-        masakari_lab, cloud, make_hosts, segment_of):
-    failed, _ = hosts = make_hosts(2)
-    cloud.boot("vm", failed)
-    created = segment_of(hosts)
-    cloud.fail_host(failed)
-    first = masakari_client.notify_host_stopped(failed)
-    done = masakari_client.wait_notification(first["notification_uuid"], timeout=120)
-    assert done["status"] == "finished", done
-
-    # the engine put the host on maintenance when it took the first one
+    # a second notification: the engine put the host on maintenance when it
+    # took the first one
     with pytest.raises(masakari_client.MasakariAPIError) as refused:
         masakari_client.notify_host_stopped(failed)
     assert refused.value.status == 409
     assert "already under maintenance" in str(refused.value)
-
     # an operator clears maintenance: the same payload within the duplicate
     # window (180 s, Masakari's default) is a duplicate, finished or not
     segment = created["segment"]["uuid"]
@@ -115,7 +118,9 @@ def test_a_second_notification_for_the_host_is_refused_by_the_api(
     assert "is duplicate" in str(duplicate.value)
     listed = masakari_client.request("GET", f"/notifications?source_host_uuid={host['uuid']}")
     assert [n["notification_uuid"] for n in listed["notifications"]] == [
-        first["notification_uuid"]]
+        sent["notification_uuid"]]
+    # and nothing was evacuated twice
+    assert all(len(cloud.evacuations(s)) == 1 for s in (running, stopped))
 
 
 def test_options_restart_masakari_with_them(masakari_lab):
@@ -127,3 +132,22 @@ def test_options_restart_masakari_with_them(masakari_lab):
     # the same options again: kept as it runs
     assert lab.up_masakari(**LAB_OPTIONS, host_failure_recovery_threads=5)["pids"] == \
         info["pids"]
+
+
+def test_a_notification_posted_while_the_engine_is_dead_waits_for_it(
+        masakari_lab, cloud, make_hosts, segment_of):
+    failed, _ = hosts = make_hosts(2)
+    server = cloud.boot("vm", failed)
+    segment_of(hosts)
+    cloud.fail_host(failed)
+    assert masakari.kill_engine() is True
+
+    sent = masakari_client.notify_host_stopped(failed)  # the API alone takes it
+    assert masakari_client.notification(sent["notification_uuid"])["status"] == "new"
+    info = masakari.start_engine()
+
+    assert info["pids"]["engine"] != masakari_lab["pids"]["engine"]
+    assert masakari.status()["healthy"] is True
+    done = masakari_client.wait_notification(sent["notification_uuid"], timeout=120)
+    assert done["status"] == "finished", done
+    assert host_of(cloud.server(server)) != failed

@@ -82,6 +82,20 @@ def start(service, key, commands, wanted_fingerprint, info, probe, timeout, what
     return info
 
 
+def restarted(service, key, name, pid):
+    """Record that process ``name`` of a running ``service`` was started
+    again alone (as ``pid``), keeping the rest of what ``start`` recorded.
+
+    :returns: the updated endpoints entry.
+    """
+    path = _running_file(service)
+    current = json.loads(path.read_text())
+    current["info"]["pids"][name] = pid
+    path.write_text(json.dumps(current))
+    state.update_endpoints(key, current["info"])
+    return current["info"]
+
+
 def stop(service, key, names):
     """Stop the named processes of ``service`` (by PID) and forget them.
 

@@ -38,7 +38,10 @@ Every request needs a Keystone token with the admin role (Masakari's
 default policy): :mod:`selfheal_lab.masakari_client` sends the lab admin's.
 """
 
+import os
+import signal
 import subprocess
+import time
 
 from selfheal_lab import backends
 from selfheal_lab import processes
@@ -85,7 +88,8 @@ OPTIONS = {
     "service_disable_reason": ("host_failure", str, "Masakari detected host failed."),
     "add_reserved_host_to_aggregate": ("host_failure", bool, False),
 }
-#: the option each engine-side duration (seconds, integer) must respect
+#: lowest values above 0: Masakari's own minimum for the threads; a
+#: ``verify_interval`` of 0 would make every confirmation loop a busy loop
 _MINIMUM = {"host_failure_recovery_threads": 1, "verify_interval": 1}
 
 
@@ -266,7 +270,8 @@ def up(timeout=START_TIMEOUT, **options):
                 "api": [str(bindir / "masakari-api"), "--config-file", str(conf)]}
     info = {"url": f"http://127.0.0.1:{api_port}/v1", "port": api_port,
             "options": effective, "config": str(conf), "database": _db_name(),
-            "identity_url": identity_url}
+            "identity_url": identity_url, "engine_argv": commands["engine"],
+            "transport_url": rabbit_url}
     changed = {k: v for k, v in effective.items() if v != OPTIONS[k][2]}
     progress.step(f"starting Masakari (api on port {api_port}, engine) over RabbitMQ and "
                   f"MariaDB; options other than Masakari's defaults: {changed or 'none'}")
@@ -303,6 +308,52 @@ def _prepare_database(python, mariadb, conf, db_url):
     if result.returncode != 0:
         raise RuntimeError(f"masakari-manage db sync failed; see {log}")
     marker.write_text(db_url)
+
+
+def kill_engine():
+    """Kill masakari-engine at once, mid-work (SIGKILL to its process group,
+    by the PID the lab recorded), like a crash: nothing of its flows
+    finishes or is cleaned up. The API keeps running.
+
+    :returns: True when it was running.
+    """
+    pid = processes.running_pid(SERVICE, "engine")
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while processes.group_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # forget it (and reap it when this process started it: a zombie still
+    # answers signals, and would pass for a running engine)
+    processes.stop(SERVICE, "engine", grace=0.0)
+    return True
+
+
+def start_engine(timeout=ENGINE_TIMEOUT):
+    """Start masakari-engine again with the running Masakari's configuration
+    (after :func:`kill_engine`), as a service supervisor would; returns once
+    it consumes its queue. Masakari's own recovery of what the killed engine
+    left is then its periodic tasks' (``process_unfinished_notifications``
+    for notifications left new or in error).
+
+    :returns: the updated endpoints entry.
+    :raises RuntimeError: when Masakari was not started by :func:`up`, the
+        engine still runs, or it does not come back.
+    """
+    info = state.read_endpoints().get(KEY)
+    if not info:
+        raise RuntimeError("Masakari is not running in the lab (masakari.up() first)")
+    if processes.running_pid(SERVICE, "engine"):
+        raise RuntimeError("masakari-engine is running: kill_engine() first")
+    log = processes.log_file(SERVICE, "engine")
+    with open(log, "a") as out:
+        out.write("--- started again by the lab (start_engine) ---\n")
+    pid = processes.start(SERVICE, "engine", info["engine_argv"],
+                          cwd=str(state.service_dir(SERVICE)))
+    if not _wait_engine(venvs.python("masakari"), info["transport_url"], timeout):
+        raise RuntimeError(f"masakari-engine did not come back; see {log}")
+    return managed.restarted(SERVICE, KEY, "engine", pid)
 
 
 def down():
