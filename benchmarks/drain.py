@@ -34,6 +34,7 @@ host), and the Nova API requests per instance of each:
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import statistics
 import sys
@@ -121,6 +122,8 @@ def measure(cloud, count, repeat, workflow_input):
               f"({ours['requests']} requests), floor {floor['seconds']:.1f}s "
               f"({floor['requests']} requests)", file=sys.stderr, flush=True)
     ours_s = statistics.median(r[0]["seconds"] for r in rows)
+    ours_spread = tables.spread(r[0]["seconds"] for r in rows)
+    floor_spread = tables.spread(r[1]["seconds"] for r in rows)
     floor_s = statistics.median(r[1]["seconds"] for r in rows)
     return {
         "instances": count,
@@ -133,6 +136,9 @@ def measure(cloud, count, repeat, workflow_input):
         "floor_requests_per_instance": round(
             statistics.median(r[1]["requests"] for r in rows) / count, 2),
         "selfheal_verified": min(r[0]["verified"] for r in rows),
+        "selfheal_seconds_spread": ours_spread,
+        "floor_seconds_spread": floor_spread,
+        "ratios": [round(o["seconds"] / f["seconds"], 2) for o, f in rows],
     }
 
 
@@ -194,11 +200,19 @@ def rolling_table(results):
     return tables.format_table(rows, markdown=True)
 
 
+def _median_range(cell):
+    if not cell:
+        return "-"
+    return f"{cell['median']:.1f} ({cell['min']:.1f}-{cell['max']:.1f})"
+
+
 def table(results):
-    head = ("N", "selfheal s", "floor s", "ratio (<=1.2)", "selfheal req/inst",
-            "floor req/inst", "verified")
-    rows = [head] + [(str(r["instances"]), f"{r['selfheal_seconds']:.1f}",
-                      f"{r['floor_seconds']:.1f}", f"{r['ratio']:.2f}",
+    head = ("N", "runs", "selfheal s (min-max)", "floor s (min-max)", "ratio (<=1.2)",
+            "ratio per run", "selfheal req/inst", "floor req/inst", "verified")
+    rows = [head] + [(str(r["instances"]), str(r["runs"]),
+                      _median_range(r.get("selfheal_seconds_spread")),
+                      _median_range(r.get("floor_seconds_spread")), f"{r['ratio']:.2f}",
+                      " ".join(f"{x:.2f}" for x in r.get("ratios", [])),
                       f"{r['selfheal_requests_per_instance']:.2f}",
                       f"{r['floor_requests_per_instance']:.2f}",
                       f"{r['selfheal_verified']}/{r['instances']}") for r in results]
@@ -214,6 +228,9 @@ def main(argv=None):
     parser.add_argument("--rolling", type=int, default=0, metavar="HOSTS",
                         help="measure a rolling maintenance of HOSTS hosts (N instances each)")
     parser.add_argument("--keep-lab", action="store_true")
+    parser.add_argument("--label", default="",
+                        help="prefix of the result files and title (e.g. 'noisy-' for a "
+                             "run on a loaded machine)")
     args = parser.parse_args(argv)
     workflow_input = {}
     if args.concurrency:
@@ -225,6 +242,7 @@ def main(argv=None):
                  "live-migrate cleanly; stop the lab first")
     cloud = scenario.LabCloud()
     results = []
+    load_before = round(os.getloadavg()[0], 2)
     try:
         for count in args.sizes:
             if args.rolling:
@@ -238,15 +256,18 @@ def main(argv=None):
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    command = ".venv/bin/python benchmarks/drain.py " + " ".join(argv or sys.argv[1:])
-    meta = {"when": stamp, "command": command.strip(),
+    command = "python3 tools/dev.py bench drain " + " ".join(argv or sys.argv[1:])
+    load = f"1-minute load average {load_before} at the start, {os.getloadavg()[0]:.2f} at the end"
+    meta = {"when": stamp, "command": command.strip(), "load": load,
             "workflow_input": workflow_input, "results": results}
     stem, title = (("drain-rolling", "Rolling maintenance: selfheal vs the sum of the "
                     "drains' floors") if args.rolling
                    else ("drain", "Drain for maintenance: selfheal vs Nova's floor"))
-    (RESULTS / f"{stem}-latest.json").write_text(json.dumps(meta, indent=2))
-    (RESULTS / f"{stem}-latest.md").write_text(
-        f"# {title}\n\n{stamp}, `{meta['command']}`\n\n{text}\n")
+    if args.label:
+        title += f" ({args.label.strip('-')} run)"
+    (RESULTS / f"{stem}-{args.label}latest.json").write_text(json.dumps(meta, indent=2))
+    (RESULTS / f"{stem}-{args.label}latest.md").write_text(
+        f"# {title}\n\n{stamp}, `{meta['command']}`; {os.cpu_count()} cores, {load}\n\n{text}\n")
     return 0
 
 

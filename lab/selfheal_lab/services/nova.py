@@ -254,7 +254,10 @@ def start_host(host):
 
 
 def request_counts():
-    """``{"total": N, "by_route": {"GET /servers/detail": n, ...}}``"""
+    """``{"total": N, "by_route": {"GET /servers/detail": n, ...}, "by_client":
+    {client: {route: n}}}``: ``total`` and ``by_route`` since the last
+    :func:`reset_request_counts`; ``by_client`` since the box started (never
+    reset), per ``X-Bench-Client`` header (``-`` for requests without one)."""
     return _control("GET", "/requests")
 
 

@@ -132,11 +132,22 @@ def route_of(method, path):
     return f"{method} {'/'.join(parts)}"
 
 
+#: a client may name itself in this request header (benchmarks do, to
+#: attribute requests to who sent them); unnamed requests count as "-"
+CLIENT_HEADER = "HTTP_X_BENCH_CLIENT"
+
+
 class RequestCounter:
-    """WSGI middleware counting Nova API requests per route (both doors)."""
+    """WSGI middleware counting Nova API requests per route (both doors),
+    in total and per client (the ``X-Bench-Client`` header, ``-`` without).
+
+    ``by_client`` is never reset: readers attribute requests by taking the
+    difference of two snapshots of it.
+    """
 
     def __init__(self, app):
         self.app = app
+        self.by_client = {}
         self.reset()
 
     def reset(self):
@@ -144,12 +155,16 @@ class RequestCounter:
         self.by_route = {}
 
     def snapshot(self):
-        return {"total": self.total, "by_route": dict(sorted(self.by_route.items()))}
+        return {"total": self.total, "by_route": dict(sorted(self.by_route.items())),
+                "by_client": {c: dict(sorted(r.items()))
+                              for c, r in sorted(self.by_client.items())}}
 
     def __call__(self, environ, start_response):
         route = route_of(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"))
         self.total += 1
         self.by_route[route] = self.by_route.get(route, 0) + 1
+        client = self.by_client.setdefault(environ.get(CLIENT_HEADER) or "-", {})
+        client[route] = client.get(route, 0) + 1
         return self.app(environ, start_response)
 
 

@@ -32,6 +32,7 @@ those executions: ``{"executions": [...], "pending": 0}``.
 Stdlib only: this module runs in the operator's or test runner's Python.
 """
 
+import datetime
 import hashlib
 import json
 import pathlib
@@ -223,6 +224,17 @@ def post_event(alarm_type, hostname, status="down", **details):
     """
     return _control("POST", "/events", dict(details, type=alarm_type, hostname=hostname,
                                             status=status))
+
+
+def post_api_event(alarm_type, hostname, status="down", **details):
+    """Post a Doctor event through the box's Vitrage API route ``POST /v1/event``,
+    with the body python-vitrageclient's ``event.post`` sends (``{"time",
+    "type", "details": {"hostname", "status", ...}}``), unlike
+    :func:`post_event`, which hands it to the evaluator's bus directly."""
+    body = {"time": datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f"), "type": alarm_type,
+        "details": dict(details, hostname=hostname, status=status)}
+    return _control("POST", "/v1/event", body)
 
 
 def post_instance_event(name, instance_id, status="down", severity="critical"):
