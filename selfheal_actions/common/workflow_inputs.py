@@ -162,6 +162,8 @@ RULES = {
     "projects": _mapping,
     "session_id": _optional_text,
     "queue": _text,
+    "notify_projects": _boolean,
+    "notifications": _mapping,
     # maintenance: owners, server groups, rolling
     "owner_instances": _text_list,
     "owner_window": _number(0, 7200),

@@ -19,6 +19,8 @@ from selfheal_lab import lab
 from selfheal_lab import mistral_client
 from selfheal_lab import zaqar_client
 from selfheal_lab.services import keystone
+from tests.functional.servers import host_of
+from tests.functional.servers import moves
 
 pytestmark = pytest.mark.functional
 
@@ -121,3 +123,62 @@ def test_each_project_hears_of_its_own_instances_only_and_its_reply_is_read(
     assert output["replies"][tenants["demo"]["id"]]["ignored"] == [b1]
     assert output["replies"][tenants["demo2"]["id"]] == {"own_action": [], "ignored": []}
     assert output["not_notified"] == []
+
+
+def states_of(bodies, session_id):
+    return [(b["state"], sorted(b["instance_ids"])) for b in ours(bodies, session_id)]
+
+
+def test_start_maintenance_tells_the_projects_leaves_an_owners_instance_and_finish_says_complete(
+        auth_lab, tenants, cloud, make_hosts):
+    host, _ = make_hosts(2)
+    demo, demo2 = tenants["demo"], tenants["demo2"]
+    a1 = boot_as(cloud, demo["id"], "a1", host)
+    a2 = boot_as(cloud, demo["id"], "a2", host)
+    b1 = boot_as(cloud, demo2["id"], "b1", host)
+    url = auth_lab["mistral"]["url"]
+    token = keystone.token()[0]
+
+    execution = mistral_client.create_execution(
+        url, "selfheal.maintenance.start_maintenance",
+        {"host": host, "notify_projects": True, "lead_time": 8, "owner_window": 30,
+         "timeout": 300}, token=token)
+    session = execution["id"]
+    # demo hears of it first, answers "own action" for a2 and scales it in
+    deadline = time.monotonic() + 60
+    while not ours(zaqar_client.messages(Q, token=demo["token"]), session):
+        assert time.monotonic() < deadline, "no notification reached demo's queue"
+        time.sleep(0.5)
+    (note,) = ours(zaqar_client.messages(Q, token=demo["token"]), session)
+    zaqar_client.post(Q, dict(note["reply"]["own_action"], instance_ids=[a2]),
+                      token=demo["token"])
+    tenant_nova(cloud, demo["id"]).servers.delete(a2)
+    done = mistral_client.wait_execution(url, session, timeout=360, token=token)
+
+    assert done["state"] == "SUCCESS", done.get("output") or done["state_info"]
+    output = done["output"]
+    assert output["notifications"]["owner_instances"] == [a2]
+    by_id = {i["id"]: i for i in output["drain"]["instances"]}
+    # the owner scaled a2 in within the reply window, before the drain
+    # began: the flow never touched it, and says where it went
+    assert a2 not in by_id and output["drain"]["owner_instances_not_on_host"] == [a2]
+    for server_id in (a1, b1):  # no reply: the default, a verified live migration
+        assert by_id[server_id]["outcome"] == "migrated", by_id[server_id]
+        server = cloud.server(server_id)
+        assert host_of(server) != host and server.status == "ACTIVE"
+        assert len(moves(cloud, server_id)) == 1
+    # each project hears of its own instances only: before and once empty
+    assert states_of(zaqar_client.messages(Q, token=demo["token"]), session) == [
+        ("MAINTENANCE", sorted([a1, a2])), ("IN_MAINTENANCE", sorted([a1, a2]))]
+    assert states_of(zaqar_client.messages(Q, token=demo2["token"]), session) == [
+        ("MAINTENANCE", [b1]), ("IN_MAINTENANCE", [b1])]
+
+    finished = mistral_client.create_execution(
+        url, "selfheal.maintenance.finish_maintenance",
+        {"host": host, "notifications": output["notifications"]}, token=token)
+    finished = mistral_client.wait_execution(url, finished["id"], timeout=120, token=token)
+
+    assert finished["state"] == "SUCCESS", finished.get("output") or finished["state_info"]
+    for tenant, ids in ((demo, sorted([a1, a2])), (demo2, [b1])):
+        assert states_of(zaqar_client.messages(Q, token=tenant["token"]), session)[-1] == (
+            "MAINTENANCE_COMPLETE", ids)
