@@ -169,6 +169,11 @@ def _median(values):
     return round(statistics.median(values), 1) if values else None
 
 
+def _shown(seconds):
+    """A median of the runs that got there, or "-" when none did."""
+    return "-" if seconds is None else str(seconds)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=30)
@@ -209,11 +214,11 @@ def main(argv=None):
         if not args.keep_lab:
             lab.down()
     head = ("flow", "k of N", "runs", "to all replaced (s)", "runs all replaced",
-            "to all ended (s)", "to stack settled (s)", "stack updates", "executions in ERROR",
-            "members not replaced", "stack status")
+            "to all ended (s)", "to stack settled (s)", "stack updates",
+            "executions in ERROR (all runs)", "members not replaced (all runs)", "stack status")
     text = tables.format_table([head] + [
         (r["flow"], f"{r['dead']} of {r['size']}", str(r["runs"]),
-         str(r["median_s_to_all_replaced"]), str(r["runs_all_replaced"]),
+         _shown(r["median_s_to_all_replaced"]), str(r["runs_all_replaced"]),
          str(r["median_s_to_all_ended"]), str(r["median_s_to_settled"]),
          str(r["median_stack_updates"]),
          str(r["executions_in_error"]), str(r["members_not_replaced"]),
