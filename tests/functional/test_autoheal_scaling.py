@@ -43,6 +43,30 @@ def wait_for(predicate, what, timeout=60):
         time.sleep(0.05)
 
 
+def assert_healed_then_scaled(heal_lab, stack_id, victim, execution):
+    """The heal replaced ``victim`` and verified it, the stack is
+    UPDATE_COMPLETE, and the group reaches 4 members keeping the healed one.
+
+    Heat either applied the scale-up signal or lost it: ignored while the
+    group itself was being updated (NoActionRequired), or superseded by the
+    heal's update while the resize was still in progress. A lost signal is
+    what the scaling alarm's repeated action sends again.
+    """
+    assert execution["state"] == "SUCCESS", execution["output"]
+    result = execution["output"]["result"]
+    assert result["outcome"] == "replaced"
+    wait_for(lambda: not heal_lab.scaling(stack_id), "the scale-up never ended")
+    after = heal_lab.servers(stack_id)
+    assert victim not in after and result["member"]["new_physical_id"] in after
+    assert heal_lab.stack(stack_id).stack_status == "UPDATE_COMPLETE"
+    assert len(after) in (3, 4), after
+    if len(after) == 3:
+        heal_lab.signal(stack_id, "scale_up_policy")
+    heal_lab.wait_scaled(stack_id, 4)
+    assert set(after) <= set(heal_lab.servers(stack_id))
+    assert heal_lab.stack(stack_id).stack_status == "UPDATE_COMPLETE"
+
+
 def test_a_scale_up_signal_during_a_heal_ends_right(heal_lab, scaling_group):
     stack_id, queue = scaling_group()
     before = heal_lab.servers(stack_id)
@@ -52,23 +76,7 @@ def test_a_scale_up_signal_during_a_heal_ends_right(heal_lab, scaling_group):
              "the heal never started its update")
     heal_lab.signal(stack_id, "scale_up_policy")  # accepted by the API
     [execution] = heal_lab.wait_triggered(stack_id, 1)
-    assert execution["state"] == "SUCCESS", execution["output"]
-    result = execution["output"]["result"]
-    assert result["outcome"] == "replaced"
-    wait_for(lambda: not heal_lab.scaling(stack_id), "the scale-up never ended")
-    after = heal_lab.servers(stack_id)
-    assert victim not in after and result["member"]["new_physical_id"] in after
-    assert heal_lab.stack(stack_id).stack_status == "UPDATE_COMPLETE"
-    # Heat applied the signal (the group's part of the update was done) or
-    # ignored it (the group was being updated: NoActionRequired); then the
-    # next one, an alarm's repeated action, scales. Either way the healed
-    # member stays.
-    assert len(after) in (3, 4), after
-    if len(after) == 3:
-        heal_lab.signal(stack_id, "scale_up_policy")
-    heal_lab.wait_scaled(stack_id, 4)
-    assert set(after) <= set(heal_lab.servers(stack_id))
-    assert heal_lab.stack(stack_id).stack_status == "UPDATE_COMPLETE"
+    assert_healed_then_scaled(heal_lab, stack_id, victim, execution)
 
 
 def test_a_heal_during_a_scale_up_ends_right_and_the_group_reaches_the_new_size(
@@ -80,23 +88,7 @@ def test_a_heal_during_a_scale_up_ends_right_and_the_group_reaches_the_new_size(
     wait_for(lambda: heal_lab.scaling(stack_id), "the scale-up never started")
     heal_lab.post_alarm(queue, victim)
     [execution] = heal_lab.wait_triggered(stack_id, 1, timeout=180)
-    assert execution["state"] == "SUCCESS", execution["output"]
-    result = execution["output"]["result"]
-    assert result["outcome"] == "replaced"
-    wait_for(lambda: not heal_lab.scaling(stack_id), "the scale-up never ended")
-    after = heal_lab.servers(stack_id)
-    assert victim not in after and result["member"]["new_physical_id"] in after
-    assert heal_lab.stack(stack_id).stack_status == "UPDATE_COMPLETE"
-    # the heal's update (existing=true) keeps a size the group reached (the
-    # shipped template sets no desired_capacity), but it may supersede a
-    # resize still in progress (seen on the lab: 3 members after the heal);
-    # the scaling alarm's repeated action sends the signal again
-    assert len(after) in (3, 4), after
-    if len(after) == 3:
-        heal_lab.signal(stack_id, "scale_up_policy")
-    heal_lab.wait_scaled(stack_id, 4)
-    assert set(after) <= set(heal_lab.servers(stack_id))
-    assert heal_lab.stack(stack_id).stack_status == "UPDATE_COMPLETE"
+    assert_healed_then_scaled(heal_lab, stack_id, victim, execution)
 
 
 def test_a_scale_in_that_removes_a_member_whose_alarm_is_queued_is_a_clear_no_op(
