@@ -73,16 +73,17 @@ def heal_lab(lab_info):
     return autoheal_scenario.AutohealLab()
 
 
-@pytest.fixture
-def group(heal_lab):
-    """A fresh stack with 3 members and a queue triggering heal_from_alarm."""
+def _alarmed_stacks(heal_lab, prefix, create):
+    """The body of a stack factory fixture: ``make(*args, extra_input=None,
+    params=None, **kwargs)`` creates a stack with ``create(name, *args,
+    **kwargs)`` and a queue whose subscription (``extra_input``, ``params``:
+    the trigger's) starts heal_from_alarm, and returns ``(stack id, queue)``;
+    every stack and queue made is deleted at the end."""
     created = []
 
-    def make(count=3, extra_input=None, nested_members=False, params=None,
-             member_type="OS::Heat::TestResource"):
-        name = f"ah-{uuid.uuid4().hex[:8]}"
-        stack_id = heal_lab.create_group(name, count, nested_members=nested_members,
-                                         member_type=member_type)
+    def make(*args, extra_input=None, params=None, **kwargs):
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        stack_id = create(name, *args, **kwargs)
         queue = f"alarms-{name}"
         heal_lab.subscribe_trigger(queue, stack_id, extra_input=extra_input, params=params)
         created.append((stack_id, queue))
@@ -92,3 +93,23 @@ def group(heal_lab):
     for stack_id, queue in created:
         zaqar_client.delete_queue(queue)
         heal_lab.delete(stack_id)
+
+
+@pytest.fixture
+def group(heal_lab):
+    """A fresh stack with 3 members and a queue triggering heal_from_alarm."""
+    def create(name, count=3, nested_members=False, member_type="OS::Heat::TestResource"):
+        return heal_lab.create_group(name, count, nested_members=nested_members,
+                                     member_type=member_type)
+
+    yield from _alarmed_stacks(heal_lab, "ah", create)
+
+
+@pytest.fixture
+def scaling_group(heal_lab):
+    """A fresh auto-scaling group stack (the shipped template) and a queue
+    triggering heal_from_alarm."""
+    def create(name, min_size=3, **params):
+        return heal_lab.create_scaling_group(name, min_size=min_size, **params)
+
+    yield from _alarmed_stacks(heal_lab, "as", create)

@@ -10,31 +10,10 @@ Keystone user) and the members' servers are lab resources.
 
 import os
 import time
-import uuid
 
 import pytest
 
-from selfheal_lab import zaqar_client
-
 pytestmark = pytest.mark.functional
-
-
-@pytest.fixture
-def scaling_group(heal_lab):
-    created = []
-
-    def make(min_size=3, **params):
-        name = f"as-{uuid.uuid4().hex[:8]}"
-        stack_id = heal_lab.create_scaling_group(name, min_size=min_size, **params)
-        queue = f"alarms-{name}"
-        heal_lab.subscribe_trigger(queue, stack_id)
-        created.append((stack_id, queue))
-        return stack_id, queue
-
-    yield make
-    for stack_id, queue in created:
-        zaqar_client.delete_queue(queue)
-        heal_lab.delete(stack_id)
 
 
 def wait_for(predicate, what, timeout=60):
