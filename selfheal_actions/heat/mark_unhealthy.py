@@ -386,6 +386,12 @@ class MemberHealing:
                 return self._result("already_replaced", root, resource, resource, t0)
             if self.args["dry_run"]:
                 return self._would_replace(root, resource, t0)
+            if self._resizing_groups(resources):
+                # a scaling signal is resizing a group: an update now would
+                # supersede the resize (the scale-up lost; on the lab a heal
+                # once hung in it); wait, then decide again
+                root = self._wait_for_resize(root, resources)
+                continue
             try:
                 self._check_claim()
                 self._mark(resource)
@@ -530,7 +536,7 @@ class MemberHealing:
                 return
             resources = self.heat.resources(root["identity"], self.args["nested_depth"])
             marked = sorted(r["name"] for r in resources if r["status"] == "CHECK_FAILED")
-            if not marked:
+            if not marked or self._resizing_groups(resources):
                 return
             before = root["updated_time"]
             self.attempts = 1
@@ -550,6 +556,33 @@ class MemberHealing:
                             number, self.execution)
                 return  # recorded: the next heal retries it
             self._forget_record()
+
+    def _resizing_groups(self, resources):
+        """Names of the groups whose nested stack is being changed while the
+        root stack is not: a resize by a scaling policy's signal."""
+        return sorted(r["name"] for r in resources
+                      if r["type"] in orchestration.GROUP_TYPES and r["physical_id"]
+                      and in_progress(self.heat.nested_stack_status(r["physical_id"]) or ""))
+
+    def _wait_for_resize(self, root, resources):
+        """Poll until no group of the stack is resizing; return the root
+        stack. At the timeout: update_timeout, nothing changed by this wait."""
+        self.waited += 1
+        interval = FIRST_POLL_SECONDS
+        while True:
+            resizing = self._resizing_groups(resources)
+            if not resizing:
+                return self.heat.stack(root["id"]) or root
+            if self.clock() > self.deadline:
+                raise ActionFailure(
+                    "update_timeout",
+                    f"group {', '.join(resizing)} of stack {root['name']} was still resizing "
+                    f"(a scaling signal) after {self.args['timeout']} s, so the stack was not "
+                    "updated: an update would cancel the resize. Check `openstack stack show` "
+                    "of the group's nested stack; the next alarm heals the member.",
+                    changes=self.changes, stack=root["id"], groups=resizing)
+            self.sleep(interval)
+            interval = min(interval * 1.5, MAX_POLL_SECONDS)
 
     def _wait_member_deleted(self, root, resource):
         """Poll until ``resource`` (being deleted, e.g. by a scale-in) is

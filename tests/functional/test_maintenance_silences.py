@@ -5,10 +5,13 @@ Alertmanager (Debian's prometheus-alertmanager) and real Mistral and Nova.
 The first test checks the Alertmanager behaviours the unit tests' fake
 copies (tests/unit/fake_alertmanager.py); the second runs
 start_maintenance, a rerun that extends the window, and finish_maintenance,
-and reads the silences from Alertmanager itself.
+and reads the silences from Alertmanager itself; the third watches
+Alertmanager and Nova while rolling maintenance goes over three hosts.
 """
 
 import datetime
+import threading
+import time
 import urllib.parse
 
 import pytest
@@ -16,9 +19,11 @@ import pytest
 from selfheal_lab import http_json
 from selfheal_lab import lab
 from selfheal_lab.services import alertmanager
+from tests.functional.test_rolling import in_maintenance
 
 pytestmark = pytest.mark.functional
 
+ROLLING = "selfheal.maintenance.rolling_maintenance"
 START = "selfheal.maintenance.start_maintenance"
 FINISH = "selfheal.maintenance.finish_maintenance"
 
@@ -111,3 +116,48 @@ def test_the_host_is_silenced_for_the_window_extended_once_and_unsilenced_at_the
     assert live(host) == []
     assert alertmanager.silence(found["id"])["status"]["state"] == "expired"
     assert cloud.service(host).status == "enabled"
+
+
+@pytest.mark.usefixtures("delete_new_servers")
+def test_rolling_maintenance_silences_each_host_for_its_window_only(am, cloud, make_hosts):
+    """Issue 20, test 1 (its Alertmanager part): one host at a time, each
+    silenced while it is in maintenance, every silence expired after."""
+    hosts = make_hosts(4)[:3]
+    for host in hosts:
+        cloud.boot(f"vm-{host}", host)
+    nova = cloud.nova()
+    samples = []  # (hosts in maintenance, hosts with a live silence)
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            maintained = {s.host for s in nova.services.list(binary="nova-compute")
+                          if s.host in hosts and in_maintenance(s)}
+            silenced = {h for h in hosts if live(h)}
+            samples.append((maintained, silenced))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        execution = cloud.run_workflow(ROLLING, {
+            "hosts": hosts, "name": f"roll-silence-{hosts[0]}", "timeout": 240}, timeout=600)
+    finally:
+        stop.set()
+        watcher.join()
+
+    assert execution["state"] == "SUCCESS", execution.get("output") or execution["state_info"]
+    assert execution["output"]["status"]["done"] == hosts
+    assert max(len(silenced) for _, silenced in samples) == 1  # one host at a time
+    for host in hosts:
+        window = [silenced for maintained, silenced in samples if host in maintained]
+        assert window, f"{host} was never seen in maintenance"
+        # silenced before its service is disabled; at the end the silence
+        # is expired one call before the service is enabled again
+        unsilenced = [s for s in window if host not in s]
+        assert len(unsilenced) <= 2, (host, len(unsilenced), len(window))
+        made = alertmanager.silences(host)
+        assert len(made) == 1 and made[0]["createdBy"] == "selfheal", made
+        assert made[0]["status"]["state"] == "expired"
+        assert cloud.service(host).status == "enabled"
+    assert samples[-1] == (set(), set())

@@ -39,6 +39,10 @@ class FakeHeat:
         #: "physical_id" (their stack's id), "server"}``; their stacks'
         #: events stay readable, as Heat's do
         self.removed = []
+        #: reads of the group's nested stack left that find it
+        #: UPDATE_IN_PROGRESS (a scaling signal resizing the group)
+        self.resizing_reads = 0
+        self.group_status_reads = 0
         self.calls = []
 
     def _now(self):
@@ -65,6 +69,15 @@ class FakeHeat:
                 "identity": f"{ROOT['name']}/{ROOT['id']}", "status": self.root_status,
                 "status_reason": self.root_reason, "updated_time": self.updated_time,
                 "creation_time": "2026-11-22T09:00:00Z"}
+
+    def nested_stack_status(self, stack_id):
+        if stack_id != "nested-id":
+            return None
+        self.group_status_reads += 1
+        if self.resizing_reads > 0:
+            self.resizing_reads -= 1
+            return "UPDATE_IN_PROGRESS"
+        return "UPDATE_COMPLETE"
 
     def resources(self, identity, nested_depth):
         group = {"name": "group", "physical_id": "nested-id",

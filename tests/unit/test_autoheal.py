@@ -420,3 +420,30 @@ def test_an_alarm_for_a_server_of_a_member_being_deleted_waits_for_the_scale_in(
     result, _ = heal(heat, member=server)
     assert result["outcome"] == "member_removed" and heat.calls == []
     assert heat.reads >= 3
+
+
+def test_a_heal_waits_for_a_group_resize_in_progress_before_it_marks_and_updates():
+    """A scaling signal resizes the group's nested stack while the root
+    stack stays COMPLETE: an update then would supersede the resize (seen on
+    the lab: the scale-up lost, once the heal hung)."""
+    class ResizingHeat(FakeHeat):
+        def mark_unhealthy(self, *args):
+            self.reads_at_mark = self.group_status_reads
+            assert self.resizing_reads == 0, "marked during the resize"
+            super().mark_unhealthy(*args)
+
+    heat = ResizingHeat()
+    heat.resizing_reads = 3
+    result, _ = heal(heat)
+    assert result["outcome"] == "replaced"
+    assert heat.reads_at_mark >= 4  # 3 reads found it resizing, then one did not
+    assert heat.count("update_existing") == 1
+
+
+def test_a_group_resize_that_never_ends_is_a_clear_error_and_nothing_changes():
+    heat = FakeHeat()
+    heat.resizing_reads = 10 ** 6
+    with pytest.raises(ActionFailure) as failed:
+        heal(heat, timeout=20)
+    assert failed.value.reason == "update_timeout"
+    assert "resiz" in str(failed.value) and heat.calls == []
