@@ -19,7 +19,10 @@ import pytest
 from selfheal_lab import http_json
 from selfheal_lab import lab
 from selfheal_lab.services import alertmanager
+from selfheal_lab import mistral_client
+from tests.functional.test_rolling import WORK
 from tests.functional.test_rolling import in_maintenance
+from tests.functional.test_rolling import unique
 
 pytestmark = pytest.mark.functional
 
@@ -123,6 +126,8 @@ def test_rolling_maintenance_silences_each_host_for_its_window_only(am, cloud, m
     """Issue 20, test 1 (its Alertmanager part): one host at a time, each
     silenced while it is in maintenance, every silence expired after."""
     hosts = make_hosts(4)[:3]
+    work = unique("silenced_work")
+    mistral_client.create_workflows(cloud.mistral_url, WORK.format(name=work))
     for host in hosts:
         cloud.boot(f"vm-{host}", host)
     nova = cloud.nova()
@@ -141,7 +146,8 @@ def test_rolling_maintenance_silences_each_host_for_its_window_only(am, cloud, m
     watcher.start()
     try:
         execution = cloud.run_workflow(ROLLING, {
-            "hosts": hosts, "name": f"roll-silence-{hosts[0]}", "timeout": 240}, timeout=600)
+            "hosts": hosts, "name": unique("roll-silence"), "work_workflow": work,
+            "timeout": 240}, timeout=600)
     finally:
         stop.set()
         watcher.join()
