@@ -18,8 +18,8 @@ import pytest
 
 from selfheal_lab import http_json
 from selfheal_lab import lab
-from selfheal_lab.services import alertmanager
 from selfheal_lab import mistral_client
+from selfheal_lab.services import alertmanager
 from tests.functional.test_rolling import WORK
 from tests.functional.test_rolling import in_maintenance
 from tests.functional.test_rolling import unique
