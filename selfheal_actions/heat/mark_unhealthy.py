@@ -162,7 +162,9 @@ class MarkUnhealthyAction(SelfhealAction):
         event's ``generated``): a member rebuilt after that moment was
         already replaced by an earlier alarm and is left alone. Empty: only
         an update this action waited for counts as an earlier heal.
-    :param timeout: seconds to wait for running and own stack updates.
+    :param timeout: seconds to wait for running and own stack updates, and
+        for a group being resized by a scaling signal (an update would
+        supersede the resize, so the heal waits for it before it marks).
     :param nested_depth: how deep to search nested stacks.
     :param stale_after: seconds without a heartbeat after which the claim on
         the stack of a heal that died is taken over.
