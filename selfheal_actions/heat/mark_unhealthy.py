@@ -564,7 +564,7 @@ class MemberHealing:
         root stack is not: a resize by a scaling policy's signal."""
         return sorted(r["name"] for r in resources
                       if r["type"] in orchestration.GROUP_TYPES and r["physical_id"]
-                      and in_progress(self.heat.nested_stack_status(r["physical_id"]) or ""))
+                      and in_progress((self.heat.stack(r["physical_id"]) or {}).get("status", "")))
 
     def _wait_for_resize(self, root, resources):
         """Poll until no group of the stack is resizing; return the root

@@ -60,15 +60,6 @@ class HeatApi:
                 "updated_time": getattr(found, "updated_time", None),
                 "creation_time": getattr(found, "creation_time", None)}
 
-    def nested_stack_status(self, stack_id):
-        """The status of a group's nested stack (``UPDATE_IN_PROGRESS``
-        while a scaling signal resizes the group, the root stack staying
-        COMPLETE), or None when it does not exist."""
-        try:
-            return self.heat.stacks.get(stack_id).stack_status
-        except heat_exc.HTTPNotFound:
-            return None
-
     def resources(self, identity, nested_depth):
         """Every resource of the stack and its nested stacks, as dicts.
 

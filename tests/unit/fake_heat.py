@@ -58,7 +58,21 @@ class FakeHeat:
 
     # --- HeatApi ---------------------------------------------------------
 
+    def _group_stack(self):
+        """The group's nested stack: UPDATE_IN_PROGRESS for the next
+        ``resizing_reads`` reads."""
+        self.group_status_reads += 1
+        status = "UPDATE_COMPLETE"
+        if self.resizing_reads > 0:
+            self.resizing_reads -= 1
+            status = "UPDATE_IN_PROGRESS"
+        return {"id": "nested-id", "name": "web-group-abc", "identity": NESTED,
+                "status": status, "status_reason": "", "updated_time": None,
+                "creation_time": "2026-11-22T09:00:00Z"}
+
     def stack(self, stack):
+        if stack == "nested-id":
+            return self._group_stack()
         if stack not in (ROOT["id"], ROOT["name"]):
             return None
         if self.polls_left is not None:
@@ -69,15 +83,6 @@ class FakeHeat:
                 "identity": f"{ROOT['name']}/{ROOT['id']}", "status": self.root_status,
                 "status_reason": self.root_reason, "updated_time": self.updated_time,
                 "creation_time": "2026-11-22T09:00:00Z"}
-
-    def nested_stack_status(self, stack_id):
-        if stack_id != "nested-id":
-            return None
-        self.group_status_reads += 1
-        if self.resizing_reads > 0:
-            self.resizing_reads -= 1
-            return "UPDATE_IN_PROGRESS"
-        return "UPDATE_COMPLETE"
 
     def resources(self, identity, nested_depth):
         group = {"name": "group", "physical_id": "nested-id",
