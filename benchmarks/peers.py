@@ -47,7 +47,9 @@ selfheal windows, Masakari threads), ``main`` (N=10, 50, 100, 5
 repetitions, 3 at N=100: the floor's windows, defaults and each
 contender's best setting from the sweep) and ``faults`` (F1 10 % spawn
 failures, F2 a duplicate trigger, F3 the engine killed mid-run). Each part
-writes ``results/peers-<part>.json`` (raw runs with every configuration);
+writes ``results/peers-<part>.json`` (raw runs with every configuration;
+the main table one file per N, ``peers-main-n<N>.json``, so ``--sizes``
+can split it across sittings);
 ``--merge`` (also after each part) writes ``results/peers-latest.{json,md,png}``
 from every part present::
 
@@ -67,6 +69,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import signal
 import sys
 import threading
@@ -784,7 +787,7 @@ def run_part(bench, part, args, choices, masakari_available):
                 args.rng.shuffle(order)  # randomised per repetition
                 for c in order:
                     runs.append(_one(bench, c, "clean", n, rep, None, CLEAN_HORIZON, args))
-                    _save(part, runs, args)
+                    _save(part_name(part, n), [r for r in runs if r["instances"] == n], args)
     else:
         n = args.fault_size
         for fault in args.faults:
@@ -847,6 +850,19 @@ def _one(bench, contender, scenario_name, n, rep, fault, horizon, args):
          f"{record['verdicts']}), {record['requests']} requests, "
          f"Nova CPU {record['nova_cpu_seconds']} s")
     return record
+
+
+def part_name(part, n):
+    """The name a part's raw runs are saved under: the main table per N
+    (``main-n100``), so its sizes can run in separate sittings and merge."""
+    return f"{part}-n{n}" if part == "main" else part
+
+
+def part_files(results, label=""):
+    """The raw part files of ``label`` in ``results`` (sorted): ``sweep``,
+    ``main-n<N>`` (and ``main``, as written before the split), ``faults``."""
+    pattern = re.compile(re.escape(f"peers-{label}") + r"(sweep|faults|main(-n\d+)?)")
+    return sorted(p for p in results.glob(f"peers-{label}*.json") if pattern.fullmatch(p.stem))
 
 
 def _save(part, runs, args):
@@ -1006,8 +1022,7 @@ def plot(rows, path):
 
 def publish(label=""):
     """Merge every part present into ``results/peers-<label>latest.*``."""
-    parts = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"peers-{label}*.json"))
-             if p.stem.removeprefix(f"peers-{label}") in PARTS]
+    parts = [json.loads(p.read_text()) for p in part_files(RESULTS, label)]
     merged = logic.merge(parts)
     rows = summarise(merged["runs"])
     frows = fault_rows(merged["runs"])

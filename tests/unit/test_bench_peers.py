@@ -282,3 +282,17 @@ def test_main_runs_defaults_the_sweep_choices_and_the_floor_at_its_window_and_al
                      "selfheal-w10", "selfheal-w25", "selfheal-w50", "masakari-t3",
                      "masakari-t5", "masakari-t10", "masakari-t25"]
     assert peers.selfheal_default_window() == 25
+
+
+def test_the_main_table_is_saved_per_size_and_every_part_of_one_label_is_merged(peers, tmp_path):
+    assert peers.part_name("main", 100) == "main-n100"
+    assert peers.part_name("sweep", 50) == "sweep"
+    assert peers.part_name("faults", 50) == "faults"
+    for stem in ("sweep", "main-n10", "main-n100", "main", "faults", "latest", "trial-main",
+                 "trial-main-n10", "main-nx"):
+        (tmp_path / f"peers-{stem}.json").write_text("{}")
+    found = [p.stem for p in peers.part_files(tmp_path)]
+    assert found == ["peers-faults", "peers-main-n10", "peers-main-n100", "peers-main",
+                     "peers-sweep"]
+    assert [p.stem for p in peers.part_files(tmp_path, "trial-")] == ["peers-trial-main-n10",
+                                                                      "peers-trial-main"]
