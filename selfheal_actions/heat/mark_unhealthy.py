@@ -566,6 +566,13 @@ class MemberHealing:
                       if r["type"] in orchestration.GROUP_TYPES and r["physical_id"]
                       and in_progress((self.heat.stack(r["physical_id"]) or {}).get("status", "")))
 
+    def _pause(self, interval):
+        """Sleep ``interval`` between two polls; return the next one (1.5x,
+        at most MAX_POLL_SECONDS): quick for short waits, light on Heat for
+        long ones."""
+        self.sleep(interval)
+        return min(interval * 1.5, MAX_POLL_SECONDS)
+
     def _wait_for_resize(self, root, resources):
         """Poll until no group of the stack is resizing; return the root
         stack. At the timeout: update_timeout, nothing changed by this wait."""
@@ -583,8 +590,7 @@ class MemberHealing:
                     "updated: an update would cancel the resize. Check `openstack stack show` "
                     "of the group's nested stack; the next alarm heals the member.",
                     changes=self.changes, stack=root["id"], groups=resizing)
-            self.sleep(interval)
-            interval = min(interval * 1.5, MAX_POLL_SECONDS)
+            interval = self._pause(interval)
 
     def _wait_member_deleted(self, root, resource):
         """Poll until ``resource`` (being deleted, e.g. by a scale-in) is
@@ -597,8 +603,7 @@ class MemberHealing:
                     f"'{resource['name']}' was still being deleted (DELETE_IN_PROGRESS) after "
                     f"{self.args['timeout']} s; nothing to heal.", changes=self.changes,
                     member=resource["name"], status=resource["status"])
-            self.sleep(interval)
-            interval = min(interval * 1.5, MAX_POLL_SECONDS)
+            interval = self._pause(interval)
             resources = self.heat.resources(root["identity"], self.args["nested_depth"])
             now = [r for r in resources if r["name"] == resource["name"]
                    and r["stack"] == resource["stack"]]
@@ -748,8 +753,7 @@ class MemberHealing:
                     f"{self.args['timeout']} s. It may still finish: check `openstack stack "
                     "show`; raise 'timeout' for large stacks.",
                     changes=self.changes, stack=root["id"], status=root["status"])
-            self.sleep(interval)
-            interval = min(interval * 1.5, MAX_POLL_SECONDS)
+            interval = self._pause(interval)
             root = self.heat.stack(root["id"])
         if own and root["status"] == "UPDATE_FAILED":
             raise _OwnUpdateFailed(root)
