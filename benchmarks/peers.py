@@ -174,7 +174,17 @@ class Bench:
     @staticmethod
     def nova_cpu():
         """CPU seconds the Nova box has used so far, or None."""
-        pid = nova_box.status().get("pid")
+        return Bench._cpu_of(nova_box.status().get("pid"))
+
+    @staticmethod
+    def keystone_cpu():
+        """CPU seconds the lab's Keystone has used so far, or None (no
+        Keystone): a client that logs in per call spends it."""
+        pids = (state.read_endpoints().get("keystone") or {}).get("pids") or {}
+        return Bench._cpu_of(pids.get("server"))
+
+    @staticmethod
+    def _cpu_of(pid):
         try:
             text = pathlib.Path(f"/proc/{pid}/stat").read_text()
         except (OSError, TypeError):
@@ -460,7 +470,10 @@ class Masakari(Contender):
         name = "masakari" if threads is None else f"masakari-t{threads}"
         config = ({} if threads is None else
                   {"host_failure_recovery_threads": threads,
-                   "wait_period_after_service_update": 0})
+                   "wait_period_after_service_update": 0,
+                   # no random pause before each notification: production
+                   # at its best has a coordination backend, which skips it
+                   "notification_delay_max": 0})
         super().__init__(name, "masakari", config)
         self.segment = None
 
@@ -611,6 +624,7 @@ def measure(bench, contender, scenario_name, count, rep, fault=None, horizon=CLE
     observer = Observer(bench, tag, host, expected, None, interval)
     observer.prime()
     before, cpu_before = bench.counters(), bench.nova_cpu()
+    keystone_before = bench.keystone_cpu()
     t0 = observer.t0 = time.monotonic()
     observer.start()
     said, extra = _trigger(bench, contender, host, fault, horizon, t0)
@@ -629,6 +643,7 @@ def measure(bench, contender, scenario_name, count, rep, fault=None, horizon=CLE
     observer.join()
     wall = round(time.monotonic() - t0, 3)
     after, cpu_after = bench.counters(), bench.nova_cpu()
+    keystone_after = bench.keystone_cpu()
     final = observer.sample(full=True)
     migrations = bench.migrations(host)
     requests = logic.attributed(before, after, exclude=(HARNESS,))
@@ -645,6 +660,9 @@ def measure(bench, contender, scenario_name, count, rep, fault=None, horizon=CLE
                   by_client=requests["by_client"],
                   nova_cpu_seconds=(None if cpu_before is None or cpu_after is None
                                     else round(cpu_after - cpu_before, 2)),
+                  keystone_cpu_seconds=(None if keystone_before is None
+                                        or keystone_after is None
+                                        else round(keystone_after - keystone_before, 2)),
                   load_average=load,
                   observer={"interval": interval, "samples": len(observer.samples),
                             "errors": observer.errors},
@@ -830,7 +848,11 @@ def plan(args, masakari_available, choices=None):
 
 
 def _wanted(contender, args):
-    return not args.contenders or any(contender.name.startswith(p) for p in args.contenders)
+    return _wanted_name(contender.name, args)
+
+
+def _wanted_name(name, args):
+    return not args.contenders or any(name.startswith(p) for p in args.contenders)
 
 
 def _one(bench, contender, scenario_name, n, rep, fault, horizon, args):
@@ -848,7 +870,8 @@ def _one(bench, contender, scenario_name, n, rep, fault, horizon, args):
     _log(f"  recovered {record['recovered']}/{n} at {record['seconds']} s (said "
          f"{record['said_seconds']} s: {[s['said'][:60] for s in record['said']]}, "
          f"{record['verdicts']}), {record['requests']} requests, "
-         f"Nova CPU {record['nova_cpu_seconds']} s")
+         f"Nova CPU {record['nova_cpu_seconds']} s, Keystone CPU "
+         f"{record['keystone_cpu_seconds']} s")
     return record
 
 
@@ -865,8 +888,23 @@ def part_files(results, label=""):
     return sorted(p for p in results.glob(f"peers-{label}*.json") if pattern.fullmatch(p.stem))
 
 
+def _kept(part, args):
+    """The runs of ``part``'s file this run keeps: with ``--contenders``, the
+    other contenders' runs as they were before this run began (read once),
+    and that file's meta; else none. Returns ``{"runs": [...], "meta": ...}``."""
+    kept = args.__dict__.setdefault("kept", {})
+    if part not in kept:
+        path = RESULTS / f"peers-{args.label}{part}.json"
+        earlier = json.loads(path.read_text()) if args.contenders and path.exists() else {}
+        kept[part] = {"runs": [r for r in earlier.get("runs", [])
+                               if not _wanted_name(r["contender"], args)],
+                      "meta": earlier.get("meta")}
+    return kept[part]
+
+
 def _save(part, runs, args):
     RESULTS.mkdir(exist_ok=True)
+    kept = _kept(part, args)
     meta = {"part": part, "command": "python3 tools/dev.py bench peers "
             + " ".join(args.argv), "seed": args.seed, "label": args.label,
             "when": datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -874,8 +912,10 @@ def _save(part, runs, args):
                          "clean_horizon": CLEAN_HORIZON, "fault_horizon": FAULT_HORIZON,
                          "observer_interval": args.observe, "poll": POLL,
                          "nova": _nova_timings()}}
+    if kept["runs"]:
+        meta["kept"] = {"runs": len(kept["runs"]), "meta": kept["meta"]}
     (RESULTS / f"peers-{args.label}{part}.json").write_text(
-        json.dumps({"meta": meta, "runs": runs}, indent=1))
+        json.dumps({"meta": meta, "runs": kept["runs"] + runs}, indent=1))
 
 
 def _nova_timings():
@@ -946,7 +986,7 @@ def _mm(cell, spec=".1f"):
 def table(rows):
     head = ("N", "contender", "reps", "recovered", "seconds (min-max)", "T - floor s",
             "x floor (spread)", "said done s", "req/inst", "+ discovery/inst", "Nova CPU s",
-            "truthful", "floor")
+            "Keystone CPU s", "truthful", "floor")
     body = [head]
     for r in rows:
         over = r["overhead"] or {}
@@ -956,7 +996,8 @@ def table(rows):
                      _mm(r["said_seconds"]), _mm(r["requests_per_instance"], ".2f"),
                      "-" if not r.get("discovery_requests") else
                      f"{r['discovery_requests'] / r['instances']:.2f}",
-                     _mm(r["nova_cpu_seconds"]), "/".join(r["truthful"]), r["floor"] or "-"))
+                     _mm(r["nova_cpu_seconds"]), _mm(r.get("keystone_cpu_seconds")),
+                     "/".join(r["truthful"]), r["floor"] or "-"))
     return tables.format_table(body, markdown=True)
 
 
@@ -1032,8 +1073,10 @@ def publish(label=""):
     out.with_suffix(".json").write_text(json.dumps(dict(merged, cells=rows, faults=frows),
                                                    indent=1))
     plot(rows, out.with_suffix(".png"))
+    metas = [m for part in merged["parts"]
+             for m in (part, (part.get("kept") or {}).get("meta")) if m]
     commands = "\n".join(f"* `{m.get('command')}` ({m.get('part')}, {m.get('when')})"
-                         for m in merged["parts"])
+                         for m in metas)
     reps = {}
     for r in rows:
         reps.setdefault(r["instances"], set()).add(r["repetitions"])
@@ -1055,7 +1098,7 @@ def publish(label=""):
         "(the harness's own excluded) per instance; `+ discovery/inst`: the "
         "version-discovery requests mistral-extra's actions would add (naive-latest). "
         "`Nova CPU s`: the Nova box's CPU over the run (the observer's polls included, "
-        "the same for everyone).\n\n"
+        "the same for everyone); `Keystone CPU s`: the lab Keystone's (one process).\n\n"
         f"{text}\n\n## Faults\n\n{ftext}\n\n![recovery time vs N]({out.name}.png)\n")
     return text + "\n\n" + ftext
 

@@ -215,7 +215,7 @@ def cell_summary(runs):
 
     :param runs: that cell's run records (``seconds`` to truly recovered or
         None, ``recovered`` count, ``instances``, ``requests``,
-        ``nova_cpu_seconds``, ``truthful``).
+        ``nova_cpu_seconds``, ``keystone_cpu_seconds``, ``truthful``).
     """
     n = runs[0]["instances"]
     whole = [r for r in runs if r["recovered"] == n]
@@ -228,6 +228,7 @@ def cell_summary(runs):
         "requests_per_instance": spread(r["requests"] / n for r in runs
                                         if r.get("requests") is not None),
         "nova_cpu_seconds": spread(r.get("nova_cpu_seconds") for r in runs),
+        "keystone_cpu_seconds": spread(r.get("keystone_cpu_seconds") for r in runs),
         "truthful": sorted({str(r.get("truthful")) for r in runs}),
     }
 

@@ -296,3 +296,28 @@ def test_the_main_table_is_saved_per_size_and_every_part_of_one_label_is_merged(
                      "peers-sweep"]
     assert [p.stem for p in peers.part_files(tmp_path, "trial-")] == ["peers-trial-main-n10",
                                                                       "peers-trial-main"]
+
+
+def test_a_part_run_for_some_contenders_keeps_the_others_runs_of_that_part(peers, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setattr(peers, "RESULTS", tmp_path)
+    monkeypatch.setattr(peers, "_nova_timings", lambda: {})
+    earlier = {"meta": {"part": "sweep", "command": "the first sweep"},
+               "runs": [clean("floor-w10", "floor", {"window": 10}, 20.0),
+                        clean("masakari-t5", "masakari", {}, 150.0)]}
+    (tmp_path / "peers-sweep.json").write_text(peers.json.dumps(earlier))
+    args = peers.argparse.Namespace(argv=["--only", "sweep", "--contenders", "masakari"],
+                                    seed=1, label="", observe=0.5, contenders=["masakari"])
+    new = [clean("masakari-t10", "masakari", {}, 30.0)]
+    peers._save("sweep", new, args)
+    peers._save("sweep", new + [clean("masakari-t5", "masakari", {}, 31.0)], args)
+    saved = peers.json.loads((tmp_path / "peers-sweep.json").read_text())
+    assert [(r["contender"], r["seconds"]) for r in saved["runs"]] == [
+        ("floor-w10", 20.0), ("masakari-t10", 30.0), ("masakari-t5", 31.0)]
+    assert saved["meta"]["kept"] == {"runs": 1, "meta": earlier["meta"]}
+    # without --contenders a part's file holds only this run's runs
+    args = peers.argparse.Namespace(argv=["--only", "sweep"], seed=1, label="", observe=0.5,
+                                    contenders=[])
+    peers._save("sweep", new, args)
+    saved = peers.json.loads((tmp_path / "peers-sweep.json").read_text())
+    assert [r["contender"] for r in saved["runs"]] == ["masakari-t10"]

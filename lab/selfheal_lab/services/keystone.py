@@ -48,6 +48,13 @@ MEMBER = {"user": "member", "project": "demo", "role": "member"}
 #: the tenant projects (each with its own user, role member)
 TENANTS = (MEMBER, {"user": "member2", "project": "demo2", "role": "member"})
 START_TIMEOUT = 90.0
+#: bcrypt cost of the lab's password hashes (Keystone's default is 12). A
+#: login at 12 costs the one-process lab Keystone about 0.25 s of a core it
+#: shares with Nova; a client that logs in per call (Masakari 22 does, per
+#: Nova call) then makes Keystone the bottleneck, which a production
+#: Keystone, on its own controllers with many workers, is not
+PASSWORD_HASH_ROUNDS = 4
+ROUNDS_MARKER = "password-hash-rounds"
 
 
 class KeystoneError(RuntimeError):
@@ -62,6 +69,9 @@ use_stderr = True
 
 [database]
 connection = sqlite:///{sdir / 'keystone.sqlite'}
+
+[identity]
+password_hash_rounds = {PASSWORD_HASH_ROUNDS}
 
 [token]
 provider = fernet
@@ -161,6 +171,7 @@ def up(timeout=START_TIMEOUT):
     progress.step(f"starting Keystone on port {port}")
     info = managed.start(SERVICE, KEY, commands, fingerprint, info, _probe, timeout, "Keystone")
     _ensure_users(info)
+    match_password_hashes()
     register_endpoint("identity", "keystone", url)
     return info
 
@@ -200,6 +211,7 @@ def _bootstrap(python, conf, url):
     if result.returncode != 0:
         raise KeystoneError(f"keystone-manage bootstrap failed; see {log}")
     marker.write_text(url)
+    (sdir / ROUNDS_MARKER).write_text(str(PASSWORD_HASH_ROUNDS))
 
 
 # --- the identity API, as the lab's admin ---------------------------------------
@@ -269,6 +281,32 @@ def _ensure_users(info):
             "default_project_id": project["id"]}, admin_token)
         _grant(project["id"], user["id"], tenant["role"], admin_token)
         _grant(project["id"], admin["id"], "member", admin_token)
+
+
+def match_password_hashes():
+    """Set every lab user's password again when the lab was made with other
+    bcrypt rounds (Keystone checks a password at its stored hash's rounds,
+    so a lab made before :data:`PASSWORD_HASH_ROUNDS` keeps the old cost).
+
+    Once per lab folder; ``admin`` last, since its new hash revokes the
+    token used. Other services' cached tokens of those users are revoked
+    too: restart a running lab after (``selfheal-lab down; selfheal-lab up``).
+
+    :returns: the users set again (none when the hashes already match).
+    """
+    marker = state.service_dir(SERVICE) / ROUNDS_MARKER
+    if marker.exists() and marker.read_text() == str(PASSWORD_HASH_ROUNDS):
+        return []
+    admin_token = token()[0]
+    users = [user for user in _passwords() if user != "admin"] + ["admin"]
+    for user in users:
+        found = _find("users", user, admin_token)
+        if found:
+            _api("PATCH", f"/users/{found['id']}", {"user": {"password": password(user)}},
+                 admin_token)
+    marker.write_text(str(PASSWORD_HASH_ROUNDS))
+    progress.step(f"Keystone: lab passwords hashed again at bcrypt cost {PASSWORD_HASH_ROUNDS}")
+    return users
 
 
 def project_id(name):
