@@ -211,7 +211,6 @@ def _bootstrap(python, conf, url):
     if result.returncode != 0:
         raise KeystoneError(f"keystone-manage bootstrap failed; see {log}")
     marker.write_text(url)
-    (sdir / ROUNDS_MARKER).write_text(str(PASSWORD_HASH_ROUNDS))
 
 
 # --- the identity API, as the lab's admin ---------------------------------------
@@ -288,8 +287,9 @@ def match_password_hashes():
     bcrypt rounds (Keystone checks a password at its stored hash's rounds,
     so a lab made before :data:`PASSWORD_HASH_ROUNDS` keeps the old cost).
 
-    Once per lab folder; ``admin`` last, since its new hash revokes the
-    token used. Other services' cached tokens of those users are revoked
+    Once per lab folder, a new one included (``bootstrap`` runs again on an
+    existing database when the port changes, so it cannot tell); ``admin``
+    last, since its new hash revokes the token used. Other services' cached tokens of those users are revoked
     too: restart a running lab after (``selfheal-lab down; selfheal-lab up``).
 
     :returns: the users set again (none when the hashes already match).
