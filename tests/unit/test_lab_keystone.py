@@ -42,6 +42,7 @@ def test_the_lab_hashes_passwords_cheaply_and_rehashes_a_lab_made_before_once(
         tmp_path)
     assert keystone.PASSWORD_HASH_ROUNDS == 4
     calls = []
+    monkeypatch.setattr(keystone, "REVOCATION_SECOND", 0)
     monkeypatch.setattr(keystone, "token", lambda *a: ("tok", {}))
     monkeypatch.setattr(keystone, "_find", lambda collection, name, tok: {"id": f"id-{name}"})
     monkeypatch.setattr(keystone, "_api", lambda method, path, body=None, admin_token=None:

@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -55,6 +56,7 @@ START_TIMEOUT = 90.0
 #: Keystone, on its own controllers with many workers, is not
 PASSWORD_HASH_ROUNDS = 4
 ROUNDS_MARKER = "password-hash-rounds"
+REVOCATION_SECOND = 1.5
 
 
 class KeystoneError(RuntimeError):
@@ -289,8 +291,9 @@ def match_password_hashes():
 
     Once per lab folder, a new one included (``bootstrap`` runs again on an
     existing database when the port changes, so it cannot tell); ``admin``
-    last, since its new hash revokes the token used. Other services' cached tokens of those users are revoked
-    too: restart a running lab after (``selfheal-lab down; selfheal-lab up``).
+    last, since its new hash revokes the token used. Other services' cached
+    tokens of those users are revoked too: restart a running lab after
+    (``selfheal-lab down; selfheal-lab up``).
 
     :returns: the users set again (none when the hashes already match).
     """
@@ -305,6 +308,9 @@ def match_password_hashes():
             _api("PATCH", f"/users/{found['id']}", {"user": {"password": password(user)}},
                  admin_token)
     marker.write_text(str(PASSWORD_HASH_ROUNDS))
+    # Keystone revokes the users' tokens issued up to the second of the
+    # change (whole seconds): a token taken in that same second is refused
+    time.sleep(REVOCATION_SECOND)
     progress.step(f"Keystone: lab passwords hashed again at bcrypt cost {PASSWORD_HASH_ROUNDS}")
     return users
 
