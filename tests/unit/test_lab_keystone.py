@@ -41,6 +41,7 @@ def test_the_lab_hashes_passwords_cheaply_and_rehashes_a_lab_made_before_once(
     assert f"password_hash_rounds = {keystone.PASSWORD_HASH_ROUNDS}" in keystone._config_text(
         tmp_path)
     assert keystone.PASSWORD_HASH_ROUNDS == 4
+    assert "[cache]\n" in keystone._config_text(tmp_path)
     calls = []
     monkeypatch.setattr(keystone, "REVOCATION_SECOND", 0)
     monkeypatch.setattr(keystone, "token", lambda *a: ("tok", {}))

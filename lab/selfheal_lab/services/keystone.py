@@ -75,6 +75,12 @@ connection = sqlite:///{sdir / 'keystone.sqlite'}
 [identity]
 password_hash_rounds = {PASSWORD_HASH_ROUNDS}
 
+[cache]
+# what production runs with memcached: tokens, roles and the catalog cached
+# (in-process here: the lab's Keystone is one process)
+enabled = true
+backend = dogpile.cache.memory
+
 [token]
 provider = fernet
 expiration = 14400
