@@ -918,6 +918,13 @@ def _save(part, runs, args):
         json.dumps({"meta": meta, "runs": kept["runs"] + runs}, indent=1))
 
 
+def _kept_chain(meta):
+    """A part's meta, then the metas of the runs it kept, oldest last."""
+    while meta:
+        yield meta
+        meta = (meta.get("kept") or {}).get("meta")
+
+
 def _nova_timings():
     info = nova_box.status()
     return {k: info.get(k) for k in ("report_interval", "service_down_time", "driver")}
@@ -1073,8 +1080,7 @@ def publish(label=""):
     out.with_suffix(".json").write_text(json.dumps(dict(merged, cells=rows, faults=frows),
                                                    indent=1))
     plot(rows, out.with_suffix(".png"))
-    metas = [m for part in merged["parts"]
-             for m in (part, (part.get("kept") or {}).get("meta")) if m]
+    metas = [m for part in merged["parts"] for m in _kept_chain(part)]
     commands = "\n".join(f"* `{m.get('command')}` ({m.get('part')}, {m.get('when')})"
                          for m in metas)
     reps = {}
