@@ -1072,9 +1072,12 @@ def publish(label=""):
     """Merge every part present into ``results/peers-<label>latest.*``."""
     parts = [json.loads(p.read_text()) for p in part_files(RESULTS, label)]
     merged = logic.merge(parts)
-    rows = summarise(merged["runs"])
+    rows = summarise(logic.main_table_runs(merged["runs"]))
     frows = fault_rows(merged["runs"])
+    sweep = [r for r in merged["runs"] if r.get("part") == "sweep"]
     text = table(rows)
+    if sweep and len(sweep) < len(merged["runs"]):
+        text += "\n\n## The sweep (it chose the settings above)\n\n" + table(summarise(sweep))
     ftext = faults_table(frows) if frows else "(no fault runs)"
     out = RESULTS / f"peers-{label}latest"
     out.with_suffix(".json").write_text(json.dumps(dict(merged, cells=rows, faults=frows),

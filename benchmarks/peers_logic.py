@@ -280,8 +280,16 @@ def merge(parts):
         for run in part.get("runs", []):
             if run["run_id"] not in seen:
                 seen.add(run["run_id"])
-                runs.append(run)
+                runs.append(dict(run, part=part.get("meta", {}).get("part")))
     return {"runs": runs, "parts": metas}
+
+
+def main_table_runs(runs):
+    """The runs the main table summarises: the sweep's are left out when
+    other parts are present (the sweep picks the settings, at other hours),
+    else they are all there is."""
+    others = [r for r in runs if r.get("part") != "sweep"]
+    return others or runs
 
 
 def cells(runs):

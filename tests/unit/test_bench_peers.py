@@ -205,6 +205,11 @@ def test_merge_keeps_each_run_once_and_every_part_meta(logic):
     merged = logic.merge([a, b])
     assert [r["run_id"] for r in merged["runs"]] == ["r1", "r2", "r3"]
     assert merged["parts"] == [{"part": "sweep"}, {"part": "main"}]
+    # each run says its part: the sweep's runs stay out of the main table's cells
+    assert [r["part"] for r in merged["runs"]] == ["sweep", "sweep", "main"]
+    assert [r["run_id"] for r in logic.main_table_runs(merged["runs"])] == ["r3"]
+    assert logic.main_table_runs([dict(r, part="sweep") for r in merged["runs"]]) == [
+        dict(r, part="sweep") for r in merged["runs"]]
 
 
 # --- the harness's summaries (benchmarks/peers.py, no lab) -------------------------
