@@ -100,12 +100,12 @@ def run_floor(cloud, host, servers, timeout, window=FLOOR_WINDOW):
         return ({m.instance_uuid for m in records if m.status == "completed"},
                 {m.instance_uuid for m in records if m.status in ("error", "failed")})
 
-    windowed.run_window(servers, min(window, len(servers)),
-                        lambda server_id: nova.servers.live_migrate(server_id, None, "auto"),
-                        read, poll=FLOOR_POLL, timeout=timeout)
+    used = windowed.run_window(
+        servers, window, lambda server_id: nova.servers.live_migrate(server_id, None, "auto"),
+        read, poll=FLOOR_POLL, timeout=timeout)["window"]
     seconds = time.monotonic() - started
     return {"seconds": seconds, "requests": nova_box.request_counts()["total"],
-            "verified": 0, "window": min(window, len(servers))}
+            "verified": 0, "window": used}
 
 
 def measure(cloud, count, repeat, workflow_input, floor_window=FLOOR_WINDOW):

@@ -127,11 +127,11 @@ def run_floor(cloud, host, servers, window):
         return ({m.instance_uuid for m in records if m.status == "done"},
                 {m.instance_uuid for m in records if m.status in ("error", "failed")})
 
-    windowed.run_window(servers, window, nova.servers.evacuate, read, poll=FLOOR_POLL,
-                     timeout=900)
+    used = windowed.run_window(servers, window, nova.servers.evacuate, read, poll=FLOOR_POLL,
+                               timeout=900)["window"]
     seconds = time.monotonic() - started
     return {"seconds": seconds, "requests": nova_box.request_counts()["total"],
-            "verified": 0, "window": window}
+            "verified": 0, "window": used}
 
 
 def measure(cloud, count, repeat, workflow_input, with_power=False, floor_window=10):
@@ -144,11 +144,11 @@ def measure(cloud, count, repeat, workflow_input, with_power=False, floor_window
         floor_hosts, floor_servers = prepare(cloud, f"b{run}n{count}f{i}", count)
         # alternate the order so neither always runs on a warmer Nova
         if i % 2:
-            floor = run_floor(cloud, floor_hosts[0], floor_servers, min(floor_window, count))
+            floor = run_floor(cloud, floor_hosts[0], floor_servers, floor_window)
             ours = run_selfheal(cloud, ours_hosts[0], ours_servers, workflow_input)
         else:
             ours = run_selfheal(cloud, ours_hosts[0], ours_servers, workflow_input)
-            floor = run_floor(cloud, floor_hosts[0], floor_servers, min(floor_window, count))
+            floor = run_floor(cloud, floor_hosts[0], floor_servers, floor_window)
         if with_power:
             ours["bmc_fence_seconds"] = bmc_fence_seconds(ours_hosts[0])
             if not ours["switched"]:
@@ -167,7 +167,7 @@ def measure(cloud, count, repeat, workflow_input, with_power=False, floor_window
         "runs": repeat,
         "selfheal_seconds": round(ours_s, 2),
         "floor_seconds": round(floor_s, 2),
-        "floor_window": min(floor_window, count),
+        "floor_window": rows[0][1]["window"],
         "ratio": round(ours_s / floor_s, 2),
         "selfheal_requests_per_instance": round(
             statistics.median(r[0]["requests"] for r in rows) / count, 2),

@@ -28,7 +28,8 @@ def run_window(servers, window, fire, read, poll=0.25, timeout=600.0,
         source host's migration records.
     :param poll: seconds between reads.
     :param timeout: seconds before giving up.
-    :returns: ``{"seconds", "window", "max_in_flight", "reads"}``.
+    :returns: ``{"seconds", "window", "max_in_flight", "reads"}`` (``window``
+        as used: at most the number of servers).
     :raises RuntimeError: a move failed, or not every move finished in time.
     """
     started = clock()
@@ -40,7 +41,7 @@ def run_window(servers, window, fire, read, poll=0.25, timeout=600.0,
             fire(server_id)
         max_in_flight = max(max_in_flight, len(in_flight))
         if not pending and not in_flight:
-            return {"seconds": clock() - started, "window": window,
+            return {"seconds": clock() - started, "window": min(window, len(servers)),
                     "max_in_flight": max_in_flight, "reads": reads}
         if clock() - started > timeout:
             raise RuntimeError(f"floor: {len(finished)} of {len(servers)} moves finished "

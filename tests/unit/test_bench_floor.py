@@ -69,6 +69,9 @@ def test_a_window_of_all_fires_everything_before_the_first_read(floor):
                               sleep=moves.sleep)
     assert moves.in_flight_seen == list(range(1, 11))
     assert result["reads"] == 2
+    # a window wider than the host's servers is reported as used
+    assert floor.run_window(["a", "b"], 10, moves.fire, moves.read, clock=moves.clock,
+                            sleep=moves.sleep)["window"] == 2
 
 
 def test_a_failed_move_stops_the_floor_with_its_id(floor):
